@@ -7,4 +7,5 @@
 //! - `session` (state machines), `net` (tokio drivers), `emulator`, `decode`,
 //!   `tui`: built on the codec, added by later issues.
 
+pub mod capture;
 pub mod codec;
