@@ -142,7 +142,12 @@ fn field_notes_3_4_encrypted_local_addr() {
 #[test]
 fn field_notes_3_4_dev_auth_with_payload() {
     assert_eq!(
-        crypto::dev_auth(&key_3_4(), "123456789", "1700000000", "54klZ5nFyKtWL8PlBJnx"),
+        crypto::dev_auth(
+            &key_3_4(),
+            "123456789",
+            "1700000000",
+            "54klZ5nFyKtWL8PlBJnx"
+        ),
         "5qPGMyfUWCuX8YytKsmKO1BYtAg6rpmBzyNmg9JQ9ck="
     );
 }
@@ -182,7 +187,10 @@ fn field_notes_3_1_info_prefix() {
         hex::encode(B64.decode("sJRI1JVcQjAKP/skwV5WD6+E9B+t").unwrap()),
         "b09448d4955c42300a3ffb24c15e560faf84f41fad"
     );
-    assert_eq!(hex::encode(&bytes), "7b0a2020202268747470706f727422203a2038302c");
+    assert_eq!(
+        hex::encode(&bytes),
+        "7b0a2020202268747470706f727422203a2038302c"
+    );
     assert_eq!(bytes, b"{\n   \"httpport\" : 80,");
 }
 
@@ -209,7 +217,12 @@ const AMCREST_KEY: &str = "da16f30fd0af413d97921ce0d24e165c";
 fn field_notes_2_6_wsse_amcrest_kn13() {
     assert_eq!(AMCREST_USER.matches('\\').count(), 1);
     assert_eq!(
-        crypto::wsse_digest("209134850", "2025-07-22T16:04:17Z", AMCREST_USER, AMCREST_KEY),
+        crypto::wsse_digest(
+            "209134850",
+            "2025-07-22T16:04:17Z",
+            AMCREST_USER,
+            AMCREST_KEY
+        ),
         "02dL/ejaecWxeodSS+dDkGzE/+c="
     );
 }
@@ -218,7 +231,12 @@ fn field_notes_2_6_wsse_amcrest_kn13() {
 #[test]
 fn field_notes_2_6_wsse_amcrest_kn17() {
     assert_eq!(
-        crypto::wsse_digest("1766349743", "2025-07-21T16:35:59Z", AMCREST_USER, AMCREST_KEY),
+        crypto::wsse_digest(
+            "1766349743",
+            "2025-07-21T16:35:59Z",
+            AMCREST_USER,
+            AMCREST_KEY
+        ),
         "vsyIQ7i4FJITWXO877zLLMOG5hU="
     );
 }
@@ -435,7 +453,16 @@ fn oversized_info_is_rejected_before_decoding() {
 fn bad_base64_is_an_error() {
     let derived = [7; 32];
     let error = crypto::decrypt_local_addr_with_key(&derived, "not base64!").unwrap_err();
-    assert!(matches!(error, CryptoError::Base64 { field: "LocalAddr", .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            CryptoError::Base64 {
+                field: "LocalAddr",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
     assert!(matches!(
         crypto::decrypt_info("@@@@"),
         Err(CryptoError::Base64 { field: "Info", .. })
@@ -446,10 +473,16 @@ fn bad_base64_is_an_error() {
 #[test]
 fn wrong_password_shows_as_not_utf8() {
     let wrong = crypto::device_key("admin", LEGACY_RANDSALT, "wrong");
-    let error =
-        crypto::decrypt_local_addr(&wrong, "987654321", "dNflxsoW5Am6wSNdp5MEBjTDAg==").unwrap_err();
+    let error = crypto::decrypt_local_addr(&wrong, "987654321", "dNflxsoW5Am6wSNdp5MEBjTDAg==")
+        .unwrap_err();
     assert!(
-        matches!(error, CryptoError::NotUtf8 { field: "LocalAddr", .. }),
+        matches!(
+            error,
+            CryptoError::NotUtf8 {
+                field: "LocalAddr",
+                ..
+            }
+        ),
         "{error:?}"
     );
 }

@@ -116,7 +116,10 @@ fn dhp2p_11_6_success_rs_form_decodes_every_field() {
     let address = message.address().unwrap();
     assert_eq!(address.family(), 1);
     assert_eq!(address.addr_inverted(), device_lan_addr());
-    assert_eq!(address, AddressValue::new(device_lan_addr(), AddrForm::Inverted));
+    assert_eq!(
+        address,
+        AddressValue::new(device_lan_addr(), AddrForm::Inverted)
+    );
 }
 
 // DH-P2P.md §11.6
@@ -295,9 +298,13 @@ fn reply_to_device_request_reuses_its_cookie_and_txid() {
     let device_identify = [1, 2, 3, 4, 5, 6, 7, 8];
     let device_cookie = [0x5a, 0x5b, 0x5c, 0x5d];
     let device_txid = [9; 12];
-    let request_bytes =
-        punch::binding_request(device_cookie, device_txid, device_identify, device_pub_addr())
-            .encode();
+    let request_bytes = punch::binding_request(
+        device_cookie,
+        device_txid,
+        device_identify,
+        device_pub_addr(),
+    )
+    .encode();
     assert_eq!(&request_bytes[..4], &[0xff, 0xfe, 0xff, 0xe7]);
     let request = punch::decode(&request_bytes).unwrap();
 
@@ -331,7 +338,9 @@ fn looks_like_punch_needs_ff_or_fe_and_a_header() {
     assert!(punch::looks_like_punch(&[0xff; 20]));
     assert!(punch::looks_like_punch(&[0xfe; 20]));
     assert!(!punch::looks_like_punch(&[0xff; 19]));
-    assert!(!punch::looks_like_punch(b"PTCP\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"));
+    assert!(!punch::looks_like_punch(
+        b"PTCP\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+    ));
     assert!(!punch::looks_like_punch(b"HTTP/1.1 200 OK\r\n\r\n\r\n"));
     assert!(!punch::looks_like_punch(&[]));
 }
@@ -408,9 +417,13 @@ fn attribute_count_is_capped() {
 #[test]
 fn unknown_attributes_and_odd_lengths_are_kept_raw() {
     let mut message = punch::binding_request(MAGIC_COOKIE, [7; 12], IDENTIFY, device_pub_addr());
-    message.attributes.push(Attribute::other(0x8022, b"dhp2p".to_vec()));
+    message
+        .attributes
+        .push(Attribute::other(0x8022, b"dhp2p".to_vec()));
     // ICE-CONTROLLING with a non-8 length is not the typed shape.
-    message.attributes.push(Attribute::other(0x802a, vec![1, 2, 3, 4]));
+    message
+        .attributes
+        .push(Attribute::other(0x802a, vec![1, 2, 3, 4]));
     let bytes = message.encode();
     assert_eq!(bytes.len(), 44 + 4 + 8 + 4 + 4);
     let decoded = punch::decode(&bytes).unwrap();
@@ -445,7 +458,10 @@ fn padding_cut_short_by_the_declared_length_is_kept() {
 #[test]
 fn message_types_are_named_and_unknown_ones_kept() {
     assert_eq!(MessageType::from_u16(0x0001).name(), "Binding Request");
-    assert_eq!(MessageType::from_u16(0x0101).name(), "Binding Success Response");
+    assert_eq!(
+        MessageType::from_u16(0x0101).name(),
+        "Binding Success Response"
+    );
     assert_eq!(MessageType::from_u16(0x0111), MessageType::BindingError);
     assert_eq!(MessageType::from_u16(0x0011).name(), "Binding Indication");
     assert_eq!(MessageType::from_u16(0x0abc), MessageType::Other(0x0abc));

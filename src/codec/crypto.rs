@@ -212,10 +212,15 @@ pub fn decrypt_local_addr_with_key(derived: &[u8; 32], b64: &str) -> Result<Stri
 
 /// `Base64(HMAC-SHA256(KEY, nonce ‖ create_date ‖ payload))`. For p2p-channel
 /// the payload is the encrypted LocalAddr text; for relay-channel it is empty.
-pub fn dev_auth(key: &DeviceKey, nonce_text: &str, create_date_text: &str, payload: &str) -> String {
+pub fn dev_auth(
+    key: &DeviceKey,
+    nonce_text: &str,
+    create_date_text: &str,
+    payload: &str,
+) -> String {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0)
-        .expect("HMAC-SHA256 accepts a 32-byte key");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC-SHA256 accepts a 32-byte key");
     mac.update(nonce_text.as_bytes());
     mac.update(create_date_text.as_bytes());
     mac.update(payload.as_bytes());

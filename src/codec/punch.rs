@@ -419,20 +419,24 @@ impl PunchMessage {
 
     /// The first ICE-CONTROLLING or ICE-CONTROLLED value: the sender's Identify.
     pub fn identify(&self) -> Option<Identify> {
-        self.attributes.iter().find_map(|attribute| match attribute {
-            Attribute::IceControlling(identify) | Attribute::IceControlled(identify) => {
-                Some(*identify)
-            }
-            _ => None,
-        })
+        self.attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                Attribute::IceControlling(identify) | Attribute::IceControlled(identify) => {
+                    Some(*identify)
+                }
+                _ => None,
+            })
     }
 
     /// The first SOURCE-ADDRESS value inside the declared length.
     pub fn address(&self) -> Option<AddressValue> {
-        self.attributes.iter().find_map(|attribute| match attribute {
-            Attribute::SourceAddress(address) => Some(*address),
-            _ => None,
-        })
+        self.attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                Attribute::SourceAddress(address) => Some(*address),
+                _ => None,
+            })
     }
 
     /// The trailing bytes read as attributes (how the [py] confirm's stray
@@ -508,7 +512,11 @@ pub fn confirm(cookie: Cookie, transaction_id: TransactionId, identify: Identify
 
 /// Our Binding Success answer to a device's own Binding Request: its cookie
 /// and transaction id, our Identify, `addr` inverted (FIELD-NOTES §5.2).
-pub fn reply_to(request: &PunchMessage, our_identify: Identify, addr: SocketAddrV4) -> PunchMessage {
+pub fn reply_to(
+    request: &PunchMessage,
+    our_identify: Identify,
+    addr: SocketAddrV4,
+) -> PunchMessage {
     binding_success(
         request.cookie,
         request.transaction_id,
