@@ -4,12 +4,12 @@
 
 use dhp2p::codec::cloud::{
     build_request, build_sdk_stun_warmup, decode, format_addr_list, format_created_offset,
-    format_created_utc, p2p_channel_auth_body, p2p_channel_body, parse_addr_list,
-    parse_created, relay_agent_body, relay_channel_auth_body, relay_channel_body,
-    relay_start_body, AgentInfo, ChannelAnswer, ChannelRequest, CloudError, DeviceAuthBlock,
-    DeviceInfo, Endpoint, ErrorBody, HostPort, Identify, Message, Method, P2pSrvInfo,
-    RelayInfo, RelayStartRequest, Request, RequestParams, RequestStyle, Response, SdkHeaders,
-    Separator, TypedBody, WsseAuth, XmlBody, XmlElement,
+    format_created_utc, p2p_channel_auth_body, p2p_channel_body, parse_addr_list, parse_created,
+    relay_agent_body, relay_channel_auth_body, relay_channel_body, relay_start_body, AgentInfo,
+    ChannelAnswer, ChannelRequest, CloudError, DeviceAuthBlock, DeviceInfo, Endpoint, ErrorBody,
+    HostPort, Identify, Message, Method, P2pSrvInfo, RelayInfo, RelayStartRequest, Request,
+    RequestParams, RequestStyle, Response, SdkHeaders, Separator, TypedBody, WsseAuth, XmlBody,
+    XmlElement,
 };
 use dhp2p::codec::crypto::wsse_digest;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -93,9 +93,15 @@ fn dhp2p_11_2_probe_p2psrv_decodes() {
     assert_eq!(r.path, "/probe/p2psrv");
     assert_eq!(r.endpoint(), Endpoint::ProbeP2pSrv);
     assert_eq!(r.version, "HTTP/1.1");
-    assert_eq!(header_names(&r.headers), ["CSeq", "Authorization", "X-WSSE"]);
+    assert_eq!(
+        header_names(&r.headers),
+        ["CSeq", "Authorization", "X-WSSE"]
+    );
     assert_eq!(r.cseq(), Some(1));
-    assert_eq!(r.header("authorization"), Some("WSSE profile=\"UsernameToken\""));
+    assert_eq!(
+        r.header("authorization"),
+        Some("WSSE profile=\"UsernameToken\"")
+    );
     let wsse = r.wsse().unwrap().unwrap();
     assert_eq!(wsse.username, USER);
     assert_eq!(wsse.password_digest, "JpL3CgK92AyJzUvBm3aSlB/MmNM=");
@@ -177,7 +183,13 @@ fn dhp2p_11_3_p2p_channel_decodes() {
     );
     assert_eq!(
         header_names(&r.headers),
-        ["CSeq", "Authorization", "X-WSSE", "Content-Type", "Content-Length"]
+        [
+            "CSeq",
+            "Authorization",
+            "X-WSSE",
+            "Content-Type",
+            "Content-Length"
+        ]
     );
     let content_type = &r.headers[3];
     assert_eq!(content_type.value, "");
@@ -194,7 +206,10 @@ fn dhp2p_11_3_p2p_channel_decodes() {
         panic!("p2p-channel request body is a ChannelRequest");
     };
     assert_eq!(body.identify.as_deref(), Some("d4 9e 67 a8 2b d4 7e 1e"));
-    assert_eq!(body.identify.unwrap().parse::<Identify>().unwrap(), IDENTIFY);
+    assert_eq!(
+        body.identify.unwrap().parse::<Identify>().unwrap(),
+        IDENTIFY
+    );
     assert_eq!(body.ip_encrpt.as_deref(), Some("true"));
     assert_eq!(body.local_addr.as_deref(), Some("127.0.0.1:50000"));
     assert_eq!(body.version.as_deref(), Some("5.0.0"));
@@ -305,7 +320,10 @@ fn dhp2p_11_5_relay_channel_auth_body() {
         rand_salt: Some(SALT),
         user_name: "admin",
     };
-    assert_eq!(relay_channel_auth_body(&block, "198.51.100.20:30000"), expected);
+    assert_eq!(
+        relay_channel_auth_body(&block, "198.51.100.20:30000"),
+        expected
+    );
     let body = ChannelRequest::from_xml(&XmlBody::parse(expected).unwrap());
     assert_eq!(body.nonce.as_deref(), Some("987654321"));
     assert_eq!(body.agent_addr.as_deref(), Some("198.51.100.20:30000"));
@@ -347,10 +365,16 @@ fn dhp2p_2_5_relay_channel_type0_body() {
 fn dhp2p_11_10_probe_reply() {
     let bytes = b"HTTP/1.1 200 OK\r\nCSeq: 1\r\n\r\n";
     let r = response(bytes);
-    assert_eq!((r.version.as_str(), r.code, r.reason.as_str()), ("HTTP/1.1", 200, "OK"));
+    assert_eq!(
+        (r.version.as_str(), r.code, r.reason.as_str()),
+        ("HTTP/1.1", 200, "OK")
+    );
     assert_eq!(r.cseq(), Some(1));
     assert_eq!(r.xml_body().unwrap(), None);
-    assert_eq!(Response::new(200, "OK").with_header("CSeq", "1").encode(), bytes);
+    assert_eq!(
+        Response::new(200, "OK").with_header("CSeq", "1").encode(),
+        bytes
+    );
 }
 
 // DH-P2P.md §11.10 (/online/p2psrv answer)
@@ -372,7 +396,10 @@ fn dhp2p_11_10_p2psrv_answer() {
     assert_eq!(info.us.as_deref(), Some("198.51.100.5:8800"));
     assert_eq!(info.ds, None);
     let us: HostPort = info.us.unwrap().parse().unwrap();
-    assert_eq!(us.to_socket_addr_v4(), Some("198.51.100.5:8800".parse().unwrap()));
+    assert_eq!(
+        us.to_socket_addr_v4(),
+        Some("198.51.100.5:8800".parse().unwrap())
+    );
     let rebuilt = Response::new(200, "OK")
         .with_header("CSeq", "2")
         .with_body(XmlBody::from_pairs(&[("US", "198.51.100.5:8800")]).to_bytes());
@@ -410,8 +437,11 @@ fn dhp2p_11_10_agent_answer() {
         })
     );
     let rebuilt = Response::new(200, "OK").with_header("CSeq", "6").with_body(
-        XmlBody::from_pairs(&[("Token", "0123456789abcdef"), ("Agent", "198.51.100.20:30000")])
-            .to_bytes(),
+        XmlBody::from_pairs(&[
+            ("Token", "0123456789abcdef"),
+            ("Agent", "198.51.100.20:30000"),
+        ])
+        .to_bytes(),
     );
     assert_eq!(rebuilt.encode(), bytes);
 }
@@ -423,7 +453,12 @@ fn dhp2p_11_10_trying() {
     let r = response(bytes);
     assert_eq!((r.code, r.reason.as_str()), (100, "Trying"));
     assert_eq!(r.cseq(), Some(5));
-    assert_eq!(Response::new(100, "Trying").with_header("CSeq", "5").encode(), bytes);
+    assert_eq!(
+        Response::new(100, "Trying")
+            .with_header("CSeq", "5")
+            .encode(),
+        bytes
+    );
 }
 
 // DH-P2P.md §11.10 (final p2p-channel answer; reason phrase per FIELD-NOTES C9)
@@ -447,10 +482,15 @@ fn dhp2p_11_10_server_nat_info() {
         parse_addr_list(&answer.local_addr.unwrap()).unwrap(),
         [SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 200), 22508)]
     );
-    let rebuilt = Response::new(200, "Server Nat Info!").with_header("CSeq", "5").with_body(
-        XmlBody::from_pairs(&[("LocalAddr", "192.168.1.200:22508"), ("PubAddr", "203.0.113.10:40000")])
+    let rebuilt = Response::new(200, "Server Nat Info!")
+        .with_header("CSeq", "5")
+        .with_body(
+            XmlBody::from_pairs(&[
+                ("LocalAddr", "192.168.1.200:22508"),
+                ("PubAddr", "203.0.113.10:40000"),
+            ])
             .to_bytes(),
-    );
+        );
     assert_eq!(rebuilt.encode(), bytes);
 }
 
@@ -461,7 +501,12 @@ fn dhp2p_11_10_forbidden() {
     let r = response(bytes);
     assert_eq!((r.code, r.reason.as_str()), (403, "Forbidden"));
     assert_eq!(r.xml_body().unwrap(), None);
-    assert_eq!(Response::new(403, "Forbidden").with_header("CSeq", "5").encode(), bytes);
+    assert_eq!(
+        Response::new(403, "Forbidden")
+            .with_header("CSeq", "5")
+            .encode(),
+        bytes
+    );
 }
 
 // DH-P2P.md §11.10 (agent notification after relay-channel)
@@ -482,7 +527,10 @@ fn field_notes_2_3_probe_reply_with_date() {
     let r = response(bytes);
     assert_eq!(header_names(&r.headers), ["Date", "CSeq"]);
     assert_eq!(r.header("date"), Some("2025-07-14T12:10:45Z"));
-    assert_eq!(parse_created(r.header("Date").unwrap()).unwrap(), 1_752_495_045);
+    assert_eq!(
+        parse_created(r.header("Date").unwrap()).unwrap(),
+        1_752_495_045
+    );
     assert_eq!(r.cseq(), Some(1));
     let rebuilt = Response::new(200, "OK")
         .with_header("Date", "2025-07-14T12:10:45Z")
@@ -523,10 +571,16 @@ fn field_notes_2_3_invalid_salt_error() {
             policy: Some("p2p,udprelay".into()),
         })
     );
-    let rebuilt = Response::new(403, "Forbidden").with_header("CSeq", "5").with_body(
-        XmlBody::from_pairs(&[("ErrCode", "4"), ("Error", "DevPwd_InvalidSalt"), ("Policy", "p2p,udprelay")])
+    let rebuilt = Response::new(403, "Forbidden")
+        .with_header("CSeq", "5")
+        .with_body(
+            XmlBody::from_pairs(&[
+                ("ErrCode", "4"),
+                ("Error", "DevPwd_InvalidSalt"),
+                ("Policy", "p2p,udprelay"),
+            ])
             .to_bytes(),
-    );
+        );
     assert_eq!(rebuilt.encode(), bytes.as_bytes());
 }
 
@@ -537,7 +591,9 @@ fn field_notes_2_3_info_device() {
     let r = response(bytes);
     assert!(r.content_length_matches());
     let xml = r.xml_body().unwrap().unwrap();
-    let endpoint = Endpoint::InfoDevice { serial: "ABC".into() };
+    let endpoint = Endpoint::InfoDevice {
+        serial: "ABC".into(),
+    };
     assert_eq!(
         TypedBody::of_response(&endpoint, &xml),
         TypedBody::DeviceInfo(DeviceInfo {
@@ -546,12 +602,16 @@ fn field_notes_2_3_info_device() {
         })
     );
     let rebuilt = Response::new(200, "OK").with_header("CSeq", "3").with_body(
-        XmlBody::from_pairs(&[("DevVersion", "6.7.11"), ("Info", "sJRI1JVcQjAKP/skwV5WD6+E9B+t")])
-            .to_bytes(),
+        XmlBody::from_pairs(&[
+            ("DevVersion", "6.7.11"),
+            ("Info", "sJRI1JVcQjAKP/skwV5WD6+E9B+t"),
+        ])
+        .to_bytes(),
     );
     assert_eq!(rebuilt.encode(), bytes);
     // FIELD-NOTES §2.4: Info may be empty.
-    let empty = XmlBody::parse("<body><DevVersion>6.7.11</DevVersion><Info></Info></body>").unwrap();
+    let empty =
+        XmlBody::parse("<body><DevVersion>6.7.11</DevVersion><Info></Info></body>").unwrap();
     assert_eq!(DeviceInfo::from_xml(&empty).info.as_deref(), Some(""));
 }
 
@@ -595,7 +655,10 @@ Content-Length: {}\r\n\r\n{body}",
     assert_eq!(wsse.created, created);
     assert!(wsse.digest_matches(KEY));
     assert_eq!(parse_created(&wsse.created).unwrap(), 1_788_679_115);
-    assert_eq!(format_created_offset(1_788_679_115, 3 * 3600).unwrap(), created);
+    assert_eq!(
+        format_created_offset(1_788_679_115, 3 * 3600).unwrap(),
+        created
+    );
     assert_eq!(built, r);
 }
 
@@ -614,7 +677,14 @@ fn field_notes_2_2_easyviewer_headers() {
     assert_eq!(built.method, Method::NfGet);
     assert_eq!(
         header_names(&built.headers),
-        ["X-Version", "X-TSVersion", "X-ToUType", "CSeq", "Authorization", "X-WSSE"]
+        [
+            "X-Version",
+            "X-TSVersion",
+            "X-ToUType",
+            "CSeq",
+            "Authorization",
+            "X-WSSE"
+        ]
     );
     assert_eq!(built.header("X-Version"), Some("6.7.11"));
     assert_eq!(built.header("X-TSVersion"), Some("TS_1.1.4"));
@@ -659,7 +729,10 @@ fn field_notes_c11_comma_list_local_addr() {
         ]
     );
     assert_eq!(
-        format_addr_list(&[Ipv4Addr::new(10, 8, 0, 2), Ipv4Addr::new(192, 168, 1, 10)], 50000),
+        format_addr_list(
+            &[Ipv4Addr::new(10, 8, 0, 2), Ipv4Addr::new(192, 168, 1, 10)],
+            50000
+        ),
         "10.8.0.2,192.168.1.10:50000"
     );
 }
@@ -676,7 +749,10 @@ fn field_notes_c11_captured_list_forms() {
         ]
     );
     let mc = parse_addr_list("192.168.57.20,192.168.0.108:51980").unwrap();
-    assert_eq!(mc[0], SocketAddrV4::new(Ipv4Addr::new(192, 168, 57, 20), 51980));
+    assert_eq!(
+        mc[0],
+        SocketAddrV4::new(Ipv4Addr::new(192, 168, 57, 20), 51980)
+    );
     assert!(matches!(
         parse_addr_list("192.168.57.20,192.168.0.108"),
         Err(CloudError::BadAddress { .. })
@@ -691,7 +767,10 @@ fn dhp2p_2_5_identify_text_form() {
     let small = Identify([0x0a, 0x00, 0x01, 0xff, 0x10, 0x0f, 0x7e, 0x00]);
     assert_eq!(small.to_string(), "a 0 1 ff 10 f 7e 0");
     assert_eq!("a 0 1 ff 10 f 7e 0".parse::<Identify>().unwrap(), small);
-    assert_eq!("0A 00 01 FF 10 0F 7E 00".parse::<Identify>().unwrap(), small);
+    assert_eq!(
+        "0A 00 01 FF 10 0F 7E 00".parse::<Identify>().unwrap(),
+        small
+    );
     assert!("a 0 1 ff 10 f 7e".parse::<Identify>().is_err());
     assert!("a 0 1 ff 10 f 7e 0 0".parse::<Identify>().is_err());
     assert!("a 0 1 ff 10 f 7e 100".parse::<Identify>().is_err());
@@ -701,10 +780,22 @@ fn dhp2p_2_5_identify_text_form() {
 // DH-P2P.md §2.3 (Created: UTC, no fraction, literal Z)
 #[test]
 fn dhp2p_2_3_created_format() {
-    assert_eq!(format_created_utc(1_704_164_645).unwrap(), "2024-01-02T03:04:05Z");
-    assert_eq!(parse_created("2024-01-02T03:04:05Z").unwrap(), 1_704_164_645);
-    assert_eq!(parse_created("2024-01-02T05:34:05+02:30").unwrap(), 1_704_164_645);
-    assert_eq!(parse_created("2024-01-01T22:04:05-05:00").unwrap(), 1_704_164_645);
+    assert_eq!(
+        format_created_utc(1_704_164_645).unwrap(),
+        "2024-01-02T03:04:05Z"
+    );
+    assert_eq!(
+        parse_created("2024-01-02T03:04:05Z").unwrap(),
+        1_704_164_645
+    );
+    assert_eq!(
+        parse_created("2024-01-02T05:34:05+02:30").unwrap(),
+        1_704_164_645
+    );
+    assert_eq!(
+        parse_created("2024-01-01T22:04:05-05:00").unwrap(),
+        1_704_164_645
+    );
     assert!(matches!(
         parse_created("2024-01-02 03:04:05"),
         Err(CloudError::BadCreated { .. })
@@ -718,22 +809,59 @@ fn endpoints_of_every_known_path() {
     let sn = || "ABC123456789XYZ".to_owned();
     let cases = [
         ("/probe/p2psrv", Endpoint::ProbeP2pSrv),
-        ("/online/p2psrv/ABC123456789XYZ", Endpoint::OnlineP2pSrv { serial: sn() }),
-        ("/probe/device/ABC123456789XYZ", Endpoint::ProbeDevice { serial: sn() }),
-        ("/info/device/ABC123456789XYZ", Endpoint::InfoDevice { serial: sn() }),
+        (
+            "/online/p2psrv/ABC123456789XYZ",
+            Endpoint::OnlineP2pSrv { serial: sn() },
+        ),
+        (
+            "/probe/device/ABC123456789XYZ",
+            Endpoint::ProbeDevice { serial: sn() },
+        ),
+        (
+            "/info/device/ABC123456789XYZ",
+            Endpoint::InfoDevice { serial: sn() },
+        ),
         ("/online/relay", Endpoint::OnlineRelay),
         ("/online/stun", Endpoint::OnlineStun),
         ("/p2p/stun/probe", Endpoint::P2pStunProbe),
-        ("/device/ABC123456789XYZ/p2p-channel", Endpoint::P2pChannel { serial: sn() }),
-        ("/device/ABC123456789XYZ/relay-channel", Endpoint::RelayChannel { serial: sn() }),
-        ("/device/ABC123456789XYZ/local-channel", Endpoint::LocalChannel { serial: sn() }),
-        ("/device/ABC123456789XYZ/tcprelay-channel", Endpoint::TcpRelayChannel { serial: sn() }),
+        (
+            "/device/ABC123456789XYZ/p2p-channel",
+            Endpoint::P2pChannel { serial: sn() },
+        ),
+        (
+            "/device/ABC123456789XYZ/relay-channel",
+            Endpoint::RelayChannel { serial: sn() },
+        ),
+        (
+            "/device/ABC123456789XYZ/local-channel",
+            Endpoint::LocalChannel { serial: sn() },
+        ),
+        (
+            "/device/ABC123456789XYZ/tcprelay-channel",
+            Endpoint::TcpRelayChannel { serial: sn() },
+        ),
         ("/tcprelay/client-bind", Endpoint::TcpRelayClientBind),
         ("/relay/agent", Endpoint::RelayAgent),
-        ("/relay/start/0123456789abcdef", Endpoint::RelayStart { token: "0123456789abcdef".into() }),
-        ("/relay/unbind/0123456789abcdef", Endpoint::RelayUnbind { token: "0123456789abcdef".into() }),
-        ("/device//p2p-channel", Endpoint::Other("/device//p2p-channel".into())),
-        ("/online/p2psrv/a/b", Endpoint::Other("/online/p2psrv/a/b".into())),
+        (
+            "/relay/start/0123456789abcdef",
+            Endpoint::RelayStart {
+                token: "0123456789abcdef".into(),
+            },
+        ),
+        (
+            "/relay/unbind/0123456789abcdef",
+            Endpoint::RelayUnbind {
+                token: "0123456789abcdef".into(),
+            },
+        ),
+        (
+            "/device//p2p-channel",
+            Endpoint::Other("/device//p2p-channel".into()),
+        ),
+        (
+            "/online/p2psrv/a/b",
+            Endpoint::Other("/online/p2psrv/a/b".into()),
+        ),
         ("probe/p2psrv", Endpoint::Other("probe/p2psrv".into())),
     ];
     for (path, endpoint) in cases {
@@ -743,7 +871,9 @@ fn endpoints_of_every_known_path() {
     // Serials are kept exactly as written (MC: IMOU wanted lower case).
     assert_eq!(
         Endpoint::parse("/probe/device/abc123"),
-        Endpoint::ProbeDevice { serial: "abc123".into() }
+        Endpoint::ProbeDevice {
+            serial: "abc123".into()
+        }
     );
 }
 
@@ -769,7 +899,10 @@ fn broken_body_still_decodes_the_head() {
     assert_eq!(r.cseq(), Some(9));
     assert!(!r.content_length_matches());
     let err = r.xml_body().unwrap_err();
-    assert!(matches!(err, CloudError::Xml { offset, .. } if offset >= 45), "{err:?}");
+    assert!(
+        matches!(err, CloudError::Xml { offset, .. } if offset >= 45),
+        "{err:?}"
+    );
     assert_eq!(Message::Response(r).encode(), bytes);
 }
 

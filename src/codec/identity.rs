@@ -31,7 +31,9 @@ pub struct CloudProfile {
 /// Why a profile could not be chosen or overridden.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
-    #[error("unknown cloud {name:?}: want one of easy4ip, easy4ip-retired, amcrest, dmss, or HOST:PORT")]
+    #[error(
+        "unknown cloud {name:?}: want one of easy4ip, easy4ip-retired, amcrest, dmss, or HOST:PORT"
+    )]
     UnknownProfile { name: String },
     #[error("{var} is set but empty")]
     Empty { var: &'static str },
@@ -122,7 +124,8 @@ pub fn by_name(name: &str) -> Option<CloudProfile> {
     BUILTINS
         .iter()
         .find(|b| {
-            b.name.eq_ignore_ascii_case(name) || b.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+            b.name.eq_ignore_ascii_case(name)
+                || b.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
         })
         .map(Builtin::profile)
 }

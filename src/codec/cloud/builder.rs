@@ -73,7 +73,7 @@ pub struct SdkHeaders {
 }
 
 impl SdkHeaders {
-    /// DMSS app 2.6.20 [cap DF]: `X-Version: 6.7.15`, `X-Sversion: 1.1.0`.
+    /// DMSS app 2.6.20 (DF capture): `X-Version: 6.7.15`, `X-Sversion: 1.1.0`.
     pub fn dmss() -> SdkHeaders {
         SdkHeaders {
             x_version: "6.7.15".to_owned(),
@@ -83,7 +83,7 @@ impl SdkHeaders {
         }
     }
 
-    /// EasyViewer Pro / DMSS Android [cap PR]: `X-Version: 6.7.11`,
+    /// EasyViewer Pro / DMSS Android (PR capture): `X-Version: 6.7.11`,
     /// `X-TSVersion: TS_1.1.4`.
     pub fn easyviewer() -> SdkHeaders {
         SdkHeaders {
@@ -98,9 +98,9 @@ impl SdkHeaders {
 /// How to lay out a request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RequestStyle {
-    /// DH-P2P §2.2. `content_headers`: the [py] form, which adds
+    /// DH-P2P §2.2. `content_headers`: the Python form, which adds
     /// `Content-Type: ` (empty) and `Content-Length` when there is a body;
-    /// the [rs] form omits both.
+    /// the Rust form omits both.
     Legacy { content_headers: bool },
     /// FIELD-NOTES §2.2, DMSS app 2.6.20 header order.
     Sdk(SdkHeaders),

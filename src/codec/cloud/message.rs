@@ -233,7 +233,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CloudError> {
         offset: e.valid_up_to(),
     })?;
 
-    let mut lines = Lines { rest: head, offset: 0 };
+    let mut lines = Lines {
+        rest: head,
+        offset: 0,
+    };
     // `head` is non-empty after a method token or `HTTP/`, so there is a line.
     let (start_offset, start) = lines.next().unwrap_or((0, ""));
     check_line(start, start_offset)?;
@@ -439,7 +442,7 @@ impl Request {
 
     /// The datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.body.len());
+        let mut out = Vec::with_capacity(self.body.len().saturating_add(256));
         self.encode_head(&mut out);
         out.extend_from_slice(&self.body);
         out
@@ -483,7 +486,7 @@ impl Response {
 
     /// The datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + self.body.len());
+        let mut out = Vec::with_capacity(self.body.len().saturating_add(128));
         self.encode_head(&mut out);
         out.extend_from_slice(&self.body);
         out

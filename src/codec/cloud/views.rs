@@ -21,20 +21,38 @@ use super::CloudError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     ProbeP2pSrv,
-    OnlineP2pSrv { serial: String },
-    ProbeDevice { serial: String },
-    InfoDevice { serial: String },
+    OnlineP2pSrv {
+        serial: String,
+    },
+    ProbeDevice {
+        serial: String,
+    },
+    InfoDevice {
+        serial: String,
+    },
     OnlineRelay,
     OnlineStun,
     P2pStunProbe,
-    P2pChannel { serial: String },
-    RelayChannel { serial: String },
-    LocalChannel { serial: String },
-    TcpRelayChannel { serial: String },
+    P2pChannel {
+        serial: String,
+    },
+    RelayChannel {
+        serial: String,
+    },
+    LocalChannel {
+        serial: String,
+    },
+    TcpRelayChannel {
+        serial: String,
+    },
     TcpRelayClientBind,
     RelayAgent,
-    RelayStart { token: String },
-    RelayUnbind { token: String },
+    RelayStart {
+        token: String,
+    },
+    RelayUnbind {
+        token: String,
+    },
     /// Any other path, as written.
     Other(String),
 }
@@ -69,7 +87,9 @@ impl Endpoint {
             }
             ["tcprelay", "client-bind"] => Endpoint::TcpRelayClientBind,
             ["relay", "agent"] => Endpoint::RelayAgent,
-            ["relay", "start", token] if !token.is_empty() => Endpoint::RelayStart { token: id(token) },
+            ["relay", "start", token] if !token.is_empty() => {
+                Endpoint::RelayStart { token: id(token) }
+            }
             ["relay", "unbind", token] if !token.is_empty() => {
                 Endpoint::RelayUnbind { token: id(token) }
             }
@@ -331,7 +351,9 @@ pub fn parse_addr_list(text: &str) -> Result<Vec<SocketAddrV4>, CloudError> {
             HostPort::from_str(item)
                 .ok()
                 .and_then(|hp| hp.to_socket_addr_v4())
-                .ok_or(bad("an item is neither an IPv4 address nor an IPv4 `ip:port`"))
+                .ok_or(bad(
+                    "an item is neither an IPv4 address nor an IPv4 `ip:port`",
+                ))
         })
         .collect()
 }
@@ -381,7 +403,8 @@ impl FromStr for Identify {
         let mut count = 0usize;
         for token in text.split_ascii_whitespace() {
             let slot = bytes.get_mut(count).ok_or(bad("more than 8 bytes"))?;
-            if token.is_empty() || token.len() > 2 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if token.is_empty() || token.len() > 2 || !token.bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Err(bad("a byte is not one or two hex digits"));
             }
             *slot = u8::from_str_radix(token, 16).map_err(|_| bad("a byte is not hex"))?;
@@ -397,7 +420,10 @@ impl FromStr for Identify {
 /// `Created` as the legacy dialect writes it: UTC, `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_created_utc(unix_secs: i64) -> Result<String, CloudError> {
     let time = four_digit_year_time(unix_secs, 0)?;
-    Ok(time.with_timezone(&Utc).format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    Ok(time
+        .with_timezone(&Utc)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string())
 }
 
 /// `Created` with a numeric offset, as the DMSS app writes it

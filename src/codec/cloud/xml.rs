@@ -197,9 +197,9 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
 
     loop {
         let before = to_usize(reader.buffer_position());
-        let event = reader.read_event().map_err(|e| {
-            xml_error(to_usize(reader.error_position()), e.to_string())
-        })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| xml_error(to_usize(reader.error_position()), e.to_string()))?;
         let at = base.saturating_add(before);
         let after = to_usize(reader.buffer_position());
         match event {
@@ -282,7 +282,11 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
                     t.unescape().map_err(|e| xml_error(before, e.to_string()))?;
                 if depth <= 1 {
                     if !resolved.trim().is_empty() {
-                        let place = if depth == 0 { "outside" } else { "directly inside" };
+                        let place = if depth == 0 {
+                            "outside"
+                        } else {
+                            "directly inside"
+                        };
                         return Err(xml_error(before, format!("text {place} <body>")));
                     }
                 } else if let Some(child) = open.as_mut() {
