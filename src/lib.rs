@@ -9,3 +9,4 @@
 
 pub mod capture;
 pub mod codec;
+pub mod session;

@@ -6,8 +6,8 @@ use dhp2p::codec::cloud::{
     build_request, build_sdk_stun_warmup, decode, format_addr_list, format_created_offset,
     format_created_utc, p2p_channel_auth_body, p2p_channel_body, parse_addr_list, parse_created,
     relay_agent_body, relay_channel_auth_body, relay_channel_body, relay_start_body, AgentInfo,
-    ChannelAnswer, ChannelRequest, CloudError, DeviceAuthBlock, DeviceInfo, Endpoint, ErrorBody,
-    HostPort, Identify, Message, Method, P2pSrvInfo, RelayInfo, RelayStartRequest, Request,
+    ChannelAnswer, ChannelRequest, CloudError, DeviceAuthBlock, Endpoint, ErrorBody, HostPort,
+    Identify, InfoDeviceAnswer, Message, Method, P2pSrvInfo, RelayInfo, RelayStartRequest, Request,
     RequestParams, RequestStyle, Response, SdkHeaders, Separator, TypedBody, WsseAuth, XmlBody,
     XmlElement,
 };
@@ -596,7 +596,7 @@ fn field_notes_2_3_info_device() {
     };
     assert_eq!(
         TypedBody::of_response(&endpoint, &xml),
-        TypedBody::DeviceInfo(DeviceInfo {
+        TypedBody::InfoDeviceAnswer(InfoDeviceAnswer {
             dev_version: Some("6.7.11".into()),
             info: Some("sJRI1JVcQjAKP/skwV5WD6+E9B+t".into()),
         })
@@ -612,7 +612,7 @@ fn field_notes_2_3_info_device() {
     // FIELD-NOTES §2.4: Info may be empty.
     let empty =
         XmlBody::parse("<body><DevVersion>6.7.11</DevVersion><Info></Info></body>").unwrap();
-    assert_eq!(DeviceInfo::from_xml(&empty).info.as_deref(), Some(""));
+    assert_eq!(InfoDeviceAnswer::from_xml(&empty).info.as_deref(), Some(""));
 }
 
 // FIELD-NOTES.md §2.2 (DMSS app 2.6.20 header order; signed CSeq and nonce; Created with an offset)

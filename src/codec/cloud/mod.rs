@@ -30,8 +30,9 @@ pub use message::{
 };
 pub use views::{
     format_addr_list, format_created_offset, format_created_utc, parse_addr_list, parse_created,
-    AgentInfo, ChannelAnswer, ChannelRequest, DeviceInfo, Endpoint, ErrorBody, HostPort, Identify,
-    P2pSrvInfo, RelayAgentRequest, RelayInfo, RelayStartInfo, RelayStartRequest, TypedBody,
+    AgentInfo, ChannelAnswer, ChannelRequest, Endpoint, ErrorBody, HostPort, Identify,
+    InfoDeviceAnswer, P2pSrvInfo, RelayAgentRequest, RelayInfo, RelayStartInfo, RelayStartRequest,
+    TypedBody,
 };
 pub use xml::{XmlBody, XmlElement, MAX_XML_DEPTH, MAX_XML_ELEMENTS};
 

@@ -212,7 +212,7 @@ body_view! {
 
 body_view! {
     /// Answer to `/info/device/{SN}`; `info` is Base64 ciphertext (FIELD-NOTES §3.1).
-    DeviceInfo { dev_version => "DevVersion", info => "Info" }
+    InfoDeviceAnswer { dev_version => "DevVersion", info => "Info" }
 }
 
 body_view! {
@@ -231,7 +231,7 @@ pub enum TypedBody {
     RelayAgentRequest(RelayAgentRequest),
     ChannelRequest(ChannelRequest),
     ChannelAnswer(ChannelAnswer),
-    DeviceInfo(DeviceInfo),
+    InfoDeviceAnswer(InfoDeviceAnswer),
     Error(ErrorBody),
     /// No view is known for this endpoint; read [`XmlBody::elements`].
     Unrecognised,
@@ -266,7 +266,9 @@ impl TypedBody {
             Endpoint::OnlineRelay => TypedBody::Relay(RelayInfo::from_xml(xml)),
             Endpoint::RelayAgent => TypedBody::Agent(AgentInfo::from_xml(xml)),
             Endpoint::RelayStart { .. } => TypedBody::RelayStarted(RelayStartInfo::from_xml(xml)),
-            Endpoint::InfoDevice { .. } => TypedBody::DeviceInfo(DeviceInfo::from_xml(xml)),
+            Endpoint::InfoDevice { .. } => {
+                TypedBody::InfoDeviceAnswer(InfoDeviceAnswer::from_xml(xml))
+            }
             Endpoint::P2pChannel { .. }
             | Endpoint::RelayChannel { .. }
             | Endpoint::LocalChannel { .. }
