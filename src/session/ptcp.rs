@@ -176,6 +176,9 @@ pub struct PtcpSession {
     rttvar: Duration,
     rto_backoff: u32,
     dup_acks: u32,
+    /// While set, we are recovering losses sent before this point: each
+    /// partial ACK resends the next missing body at once (NewReno).
+    recovery_until: Option<u32>,
     peer_recv: Option<u32>,
     last_ack_progress: Instant,
     // Inbound.
@@ -224,6 +227,7 @@ impl PtcpSession {
             rttvar: Duration::ZERO,
             rto_backoff: 0,
             dup_acks: 0,
+            recovery_until: None,
             peer_recv: None,
             last_ack_progress: now,
             rcv_nxt: recv,
@@ -353,12 +357,21 @@ impl PtcpSession {
                     self.retransmit_from = None;
                 }
             }
+            if let Some(until) = self.recovery_until {
+                if seq_lt(peer_recv, until) && self.config.retransmit && !self.in_flight.is_empty()
+                {
+                    self.retransmit_from = Some(peer_recv);
+                } else {
+                    self.recovery_until = None;
+                }
+            }
             self.events.push_back(Event::Acked { bytes: acked });
         } else if previous == Some(peer_recv) && !self.in_flight.is_empty() {
             // The peer answered something without moving its recv: a hole.
             self.dup_acks += 1;
-            if self.dup_acks == 3 && self.config.retransmit {
+            if self.dup_acks == 3 && self.config.retransmit && self.recovery_until.is_none() {
                 self.retransmit_from = Some(self.snd_una);
+                self.recovery_until = Some(self.snd_nxt);
             }
         }
     }
@@ -460,6 +473,7 @@ impl PtcpSession {
             if let Some(seg) = self.in_flight.front() {
                 if now >= seg.last_sent + self.current_rto() && self.retransmit_from.is_none() {
                     self.retransmit_from = Some(seg.seq);
+                    self.recovery_until = Some(self.snd_nxt);
                     self.rto_backoff = (self.rto_backoff + 1).min(6);
                 }
             }
