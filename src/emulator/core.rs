@@ -1,0 +1,363 @@
+//! The emulator's sans-IO core: every role's state and decisions, with no
+//! sockets and no clock. The driver (`driver.rs`) feeds it datagrams, TCP
+//! events and `now`, and carries out what it asks: datagrams to send from a
+//! role's socket, TCP connections to open, write and close.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::config::{EmulatorConfig, RoleAddrs};
+use super::device::Peer;
+use crate::codec::classify::{kind_of, Kind};
+use crate::codec::crypto;
+use crate::session::ptcp::PtcpSession;
+
+/// The emulated servers, one UDP socket each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Role {
+    Cloud,
+    P2pSrv,
+    Relay,
+    Agent,
+    Device,
+}
+
+impl Role {
+    pub fn all() -> [Role; 5] {
+        [
+            Role::Cloud,
+            Role::P2pSrv,
+            Role::Relay,
+            Role::Agent,
+            Role::Device,
+        ]
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Cloud => "cloud",
+            Role::P2pSrv => "p2psrv",
+            Role::Relay => "relay",
+            Role::Agent => "agent",
+            Role::Device => "device",
+        }
+    }
+}
+
+/// A datagram to send from `from`'s socket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Transmit {
+    pub from: Role,
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Identifies one realm's TCP connection behind the device.
+pub type ConnId = u64;
+
+/// What the core asks the driver to do on the TCP side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpCommand {
+    /// Connect to the service behind device port `port`; answer with
+    /// [`Emulator::tcp_connected`].
+    Connect { conn: ConnId, port: u16 },
+    /// Write stream bytes to the service.
+    Write { conn: ConnId, bytes: Vec<u8> },
+    /// Allow `bytes` more bytes to be read from the service.
+    Credit { conn: ConnId, bytes: usize },
+    /// Close the connection (after pending writes).
+    Close { conn: ConnId },
+}
+
+/// A p2p-channel the cloud granted: the device will punch towards `client`.
+#[derive(Debug, Clone)]
+pub struct ChannelGrant {
+    pub serial: String,
+    pub client: SocketAddr,
+    pub identify: [u8; 8],
+    pub authenticated: bool,
+    pub cseq: i64,
+    pub granted_at: Instant,
+}
+
+/// A relay lease handed out by `/relay/agent`.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Order of allocation.
+    pub created: u64,
+    /// The socket that sent `/relay/start` (the agent talks to it).
+    pub client: Option<SocketAddr>,
+    pub allocated_by: SocketAddr,
+    /// The device that joined through relay-channel.
+    pub serial: Option<String>,
+    /// The sign the agent hands out for this lease (0x18).
+    pub sign: Vec<u8>,
+    pub notified_at: Option<Instant>,
+}
+
+/// One emulated device.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    pub serial: String,
+    pub salt: String,
+    pub info_blob: String,
+    pub last_nonce: Option<String>,
+}
+
+/// Where device PTCP traffic flows: straight to a client, or through the
+/// agent of a lease (relay mode).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerKey {
+    Direct(SocketAddr),
+    Relay(String),
+}
+
+/// Totals the emulator reports on exit and tests assert on.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct EmulatorStats {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub requests: u64,
+    pub dropped_text: u64,
+    pub dropped_binary: u64,
+    pub rejected_wsse: u64,
+    pub rejected_device_auth: u64,
+    pub rejected_tokens: u64,
+    pub punches_answered: u64,
+    pub sessions: u64,
+    pub realms_opened: u64,
+    pub binds_refused: u64,
+    pub vanished_drops: u64,
+}
+
+/// Per-realm figures printed as one JSON line each on exit.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RealmReport {
+    pub serial: String,
+    pub realm: String,
+    pub port: u16,
+    /// Bytes from the client to the service.
+    pub bytes_in: u64,
+    /// Bytes from the service to the client.
+    pub bytes_out: u64,
+    pub sha256_in: String,
+    pub sha256_out: String,
+    pub status: &'static str,
+}
+
+/// The whole emulated world: cloud, P2P server, relay, agent and devices.
+pub struct Emulator {
+    pub(super) config: EmulatorConfig,
+    pub(super) addrs: RoleAddrs,
+    pub(super) start: Instant,
+    pub(super) last_unix: i64,
+    pub(super) rng: SmallRng,
+    pub(super) devices: BTreeMap<String, DeviceState>,
+    pub(super) leases: BTreeMap<String, Lease>,
+    pub(super) lease_serial: u64,
+    pub(super) peers: BTreeMap<PeerKey, Peer>,
+    pub(super) agent_sessions: BTreeMap<String, PtcpSession>,
+    pub(super) conns: BTreeMap<ConnId, (PeerKey, u32)>,
+    pub(super) next_conn: ConnId,
+    transmits: VecDeque<Transmit>,
+    delayed: BinaryHeap<Reverse<(Instant, u64, Transmit)>>,
+    delayed_serial: u64,
+    pub(super) tcp: VecDeque<TcpCommand>,
+    pub(super) stats: EmulatorStats,
+    pub(super) reports: Vec<RealmReport>,
+    pub(super) log: VecDeque<String>,
+}
+
+impl Emulator {
+    pub fn new(config: EmulatorConfig, addrs: RoleAddrs, now: Instant, unix: i64) -> Self {
+        let mut rng = SmallRng::seed_from_u64(config.seed);
+        let mut devices = BTreeMap::new();
+        for serial in &config.serials {
+            let salt: String = (0..32)
+                .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+                .collect();
+            let service_port = |want: u16| {
+                config
+                    .services
+                    .contains_key(&want)
+                    .then_some(want)
+                    .or_else(|| config.services.keys().next().copied())
+            };
+            let info = crypto::DeviceInfo {
+                httpport: Some(80),
+                privport: Some(37777),
+                rtspport: service_port(554),
+                tlsprivport: Some(37778),
+                randsalt: Some(salt.clone()),
+                extra: Default::default(),
+            };
+            devices.insert(
+                serial.to_ascii_uppercase(),
+                DeviceState {
+                    serial: serial.clone(),
+                    salt,
+                    info_blob: crypto::encrypt_info(&info),
+                    last_nonce: None,
+                },
+            );
+        }
+        Emulator {
+            config,
+            addrs,
+            start: now,
+            last_unix: unix,
+            rng,
+            devices,
+            leases: BTreeMap::new(),
+            lease_serial: 0,
+            peers: BTreeMap::new(),
+            agent_sessions: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            transmits: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            delayed_serial: 0,
+            tcp: VecDeque::new(),
+            stats: EmulatorStats::default(),
+            reports: Vec::new(),
+            log: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.config
+    }
+
+    pub fn addrs(&self) -> RoleAddrs {
+        self.addrs
+    }
+
+    pub fn stats(&self) -> EmulatorStats {
+        self.stats
+    }
+
+    /// The salt a device's `/info/device` carries (for tests).
+    pub fn salt_of(&self, serial: &str) -> Option<&str> {
+        self.devices
+            .get(&serial.to_ascii_uppercase())
+            .map(|d| d.salt.as_str())
+    }
+
+    /// Whether the device has fallen silent (`--vanish-after/--vanish-for`).
+    pub fn vanished(&self, now: Instant) -> bool {
+        let Some(after) = self.config.vanish_after else {
+            return false;
+        };
+        let t = now.saturating_duration_since(self.start);
+        t >= after && self.config.vanish_for.is_none_or(|f| t < after + f)
+    }
+
+    /// Handles one datagram that reached `role`'s socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        unix: i64,
+        role: Role,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.last_unix = unix;
+        self.stats.datagrams_in += 1;
+        match (role, kind_of(bytes)) {
+            (_, Kind::Cloud) => self.handle_text(now, unix, role, from, bytes),
+            (Role::Device, Kind::Punch | Kind::Ptcp) => {
+                self.handle_device(now, PeerKey::Direct(from), bytes)
+            }
+            (Role::Agent, Kind::Ptcp) => self.handle_agent(now, from, bytes),
+            _ => self.stats.dropped_binary += 1,
+        }
+        self.pump(now);
+    }
+
+    /// Runs expired timers.
+    pub fn handle_timeout(&mut self, now: Instant, unix: i64) {
+        self.last_unix = unix;
+        while let Some(Reverse((at, _, _))) = self.delayed.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, _, t))) = self.delayed.pop() {
+                self.transmits.push_back(t);
+            }
+        }
+        self.device_timeouts(now);
+        self.pump(now);
+    }
+
+    /// The earliest instant [`Emulator::handle_timeout`] wants to run.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let delayed = self.delayed.peek().map(|Reverse((at, _, _))| *at);
+        let peers = self.peers.values().filter_map(Peer::next_timeout);
+        let agents = self
+            .agent_sessions
+            .values()
+            .filter_map(PtcpSession::next_timeout);
+        delayed.into_iter().chain(peers).chain(agents).min()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// Next TCP-side command.
+    pub fn poll_tcp(&mut self) -> Option<TcpCommand> {
+        self.tcp.pop_front()
+    }
+
+    /// Next human-readable log line (sessions, realms, refusals).
+    pub fn poll_log(&mut self) -> Option<String> {
+        self.log.pop_front()
+    }
+
+    pub(super) fn transmit(&mut self, from: Role, to: SocketAddr, payload: Vec<u8>) {
+        self.transmits.push_back(Transmit { from, to, payload });
+    }
+
+    pub(super) fn transmit_at(
+        &mut self,
+        at: Instant,
+        from: Role,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    ) {
+        self.delayed_serial += 1;
+        self.delayed.push(Reverse((
+            at,
+            self.delayed_serial,
+            Transmit { from, to, payload },
+        )));
+    }
+
+    pub(super) fn note(&mut self, line: String) {
+        if self.log.len() < 10_000 {
+            self.log.push_back(line);
+        }
+    }
+
+    /// Every realm's figures, closed ones and those still open.
+    pub fn realm_reports(&self) -> Vec<RealmReport> {
+        let mut out = self.reports.clone();
+        for peer in self.peers.values() {
+            out.extend(peer.open_realm_reports());
+        }
+        out
+    }
+
+    /// How long since the emulator started.
+    pub fn uptime(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
+    }
+}
