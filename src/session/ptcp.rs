@@ -420,16 +420,9 @@ impl PtcpSession {
             // The peer resent something we have: it probably missed our ACK
             // or our answer. Re-answer: resend our oldest unacked body too
             // (a repeated SYN gets the SYN again, 0x17 the sign again…).
-            if seq_le(seq.wrapping_add(len), self.rcv_nxt) && !self.in_flight.is_empty() {
-                let oldest = self.in_flight.front().map(|s| s.seq);
-                if let Some(oldest) = oldest {
-                    let recent = self
-                        .in_flight
-                        .front()
-                        .is_some_and(|s| now.saturating_duration_since(s.last_sent) < self.rto / 4);
-                    if !recent && self.retransmit_from.is_none() {
-                        self.retransmit_from = Some(oldest);
-                    }
+            if seq_le(seq.wrapping_add(len), self.rcv_nxt) && self.retransmit_from.is_none() {
+                if let Some(oldest) = self.in_flight.front() {
+                    self.retransmit_from = Some(oldest.seq);
                 }
             }
         } else {
@@ -554,18 +547,15 @@ impl PtcpSession {
                 self.snd_nxt = self.snd_nxt.wrapping_add(body.len() as u32);
                 let datagram = self.packet(now, seq, &body);
                 self.stats.bodies_out += 1;
-                if self.config.retransmit || body == SYN_BODY {
-                    self.in_flight.push_back(Segment {
-                        seq,
-                        body,
-                        first_sent: now,
-                        last_sent: now,
-                        transmissions: 1,
-                    });
-                } else {
-                    // Without retransmission nothing waits for an ACK.
-                    self.snd_una = self.snd_nxt;
-                }
+                // Kept even without timer resends: a repeated request from
+                // the peer is answered by resending what it missed.
+                self.in_flight.push_back(Segment {
+                    seq,
+                    body,
+                    first_sent: now,
+                    last_sent: now,
+                    transmissions: 1,
+                });
                 return Some(datagram);
             }
         }
