@@ -10,4 +10,5 @@
 pub mod capture;
 pub mod codec;
 pub mod emulator;
+pub mod net;
 pub mod session;
