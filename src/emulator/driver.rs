@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::config::{EmulatorConfig, RoleAddrs, Service};
 use super::core::{ConnId, Emulator, EmulatorStats, RealmReport, Role, TcpCommand};
+use crate::codec::classify::{kind_of, Kind};
+use crate::net::faults::{FaultConfig, FaultLink, FaultStats, FaultySender};
+use crate::net::record::Recorder;
 
 /// How the driver runs the core (things that are not protocol behaviour).
 #[derive(Debug, Clone)]
@@ -26,6 +29,11 @@ pub struct DriverOptions {
     /// Device port → plain TCP address that reaches the same service
     /// without the tunnel (`--expose`).
     pub expose: Vec<(u16, SocketAddr)>,
+    /// Faults on the device and agent legs (PTCP and punch datagrams only,
+    /// both directions).
+    pub faults: FaultConfig,
+    /// Where every datagram actually sent or received goes (`--record`/`--tap`).
+    pub recorder: Recorder,
 }
 
 impl Default for DriverOptions {
@@ -34,6 +42,8 @@ impl Default for DriverOptions {
             listen: IpAddr::from([127, 0, 0, 1]),
             cloud_port: 0,
             expose: Vec::new(),
+            faults: FaultConfig::none(),
+            recorder: Recorder::disabled(),
         }
     }
 }
@@ -43,6 +53,9 @@ impl Default for DriverOptions {
 pub struct Finished {
     pub stats: EmulatorStats,
     pub realms: Vec<RealmReport>,
+    /// Injected faults: outbound (device, agent legs) and inbound.
+    pub faults_out: FaultStats,
+    pub faults_in: FaultStats,
 }
 
 /// A running emulator: its addresses and a way to stop it.
@@ -67,6 +80,8 @@ impl RunningEmulator {
             Err(_) => Finished {
                 stats: EmulatorStats::default(),
                 realms: Vec::new(),
+                faults_out: FaultStats::default(),
+                faults_in: FaultStats::default(),
             },
         }
     }
@@ -167,7 +182,23 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
     let (stop_tx, stop_rx) = oneshot::channel();
     let core = Emulator::new(config, addrs, Instant::now(), unix_now());
     let sockets = sockets.map(Arc::new);
-    let task = tokio::spawn(run(core, sockets, services.clone(), stop_rx));
+    let legs = Legs {
+        device: FaultySender::new(
+            sockets[4].clone(),
+            &options.faults,
+            1,
+            options.recorder.clone(),
+        )?,
+        agent: FaultySender::new(
+            sockets[3].clone(),
+            &options.faults,
+            2,
+            options.recorder.clone(),
+        )?,
+        inbound: (!options.faults.is_none()).then(|| FaultLink::new(&options.faults, 3)),
+        recorder: options.recorder.clone(),
+    };
+    let task = tokio::spawn(run(core, sockets, legs, services.clone(), stop_rx));
     Ok(RunningEmulator {
         addrs,
         services,
@@ -195,35 +226,88 @@ async fn recv(socket: &UdpSocket, buf: &mut [u8]) -> (usize, Option<SocketAddr>)
     }
 }
 
+/// The faulty legs and the recorder.
+struct Legs {
+    device: FaultySender,
+    agent: FaultySender,
+    /// Inbound faults for datagrams reaching the device and agent.
+    inbound: Option<FaultLink<(Role, SocketAddr, Vec<u8>)>>,
+    recorder: Recorder,
+}
+
+/// Whether a datagram to or from `role` travels a faulty leg.
+fn on_faulty_leg(role: Role, payload: &[u8]) -> bool {
+    matches!(role, Role::Device | Role::Agent)
+        && matches!(kind_of(payload), Kind::Ptcp | Kind::Punch)
+}
+
 async fn run(
     mut core: Emulator,
     sockets: [Arc<UdpSocket>; 5],
+    mut legs: Legs,
     services: BTreeMap<u16, SocketAddr>,
     mut stop: oneshot::Receiver<()>,
 ) -> Finished {
+    let local: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| {
+            s.local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        })
+        .collect();
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel::<TcpEvent>();
     let mut conns: BTreeMap<ConnId, Conn> = BTreeMap::new();
     let mut bufs = [[0u8; 65536]; 5].map(Box::new);
     let roles = Role::all();
     loop {
         let now = Instant::now();
+        let release = legs.inbound.as_ref().and_then(FaultLink::next_release);
         let sleep_until = core
             .next_timeout()
+            .into_iter()
+            .chain(release)
+            .min()
             .unwrap_or(now + Duration::from_secs(3600));
         let [b0, b1, b2, b3, b4] = &mut bufs;
-        tokio::select! {
+        let received = tokio::select! {
             _ = &mut stop => break,
-            r = recv(&sockets[0], &mut b0[..]) => handle_udp(&mut core, roles[0], r, &b0[..]),
-            r = recv(&sockets[1], &mut b1[..]) => handle_udp(&mut core, roles[1], r, &b1[..]),
-            r = recv(&sockets[2], &mut b2[..]) => handle_udp(&mut core, roles[2], r, &b2[..]),
-            r = recv(&sockets[3], &mut b3[..]) => handle_udp(&mut core, roles[3], r, &b3[..]),
-            r = recv(&sockets[4], &mut b4[..]) => handle_udp(&mut core, roles[4], r, &b4[..]),
-            Some(ev) = tcp_rx.recv() => handle_tcp_event(&mut core, &mut conns, &tcp_tx, ev),
-            _ = tokio::time::sleep_until(sleep_until.into()) => {
-                core.handle_timeout(Instant::now(), unix_now());
+            r = recv(&sockets[0], &mut b0[..]) => Some((roles[0], r, &b0[..])),
+            r = recv(&sockets[1], &mut b1[..]) => Some((roles[1], r, &b1[..])),
+            r = recv(&sockets[2], &mut b2[..]) => Some((roles[2], r, &b2[..])),
+            r = recv(&sockets[3], &mut b3[..]) => Some((roles[3], r, &b3[..])),
+            r = recv(&sockets[4], &mut b4[..]) => Some((roles[4], r, &b4[..])),
+            Some(ev) = tcp_rx.recv() => {
+                handle_tcp_event(&mut core, &mut conns, &tcp_tx, ev);
+                None
+            }
+            _ = tokio::time::sleep_until(sleep_until.into()) => None,
+        };
+        let now = Instant::now();
+        if let Some((role, (n, Some(from)), buf)) = received {
+            let payload = &buf[..n];
+            match legs.inbound.as_mut() {
+                Some(link) if on_faulty_leg(role, payload) => {
+                    link.push(now, (role, from, payload.to_vec()));
+                }
+                _ => {
+                    legs.recorder
+                        .record_any(from, local[role_index(role)], payload);
+                    core.handle_datagram(now, unix_now(), role, from, payload);
+                }
             }
         }
-        flush(&mut core, &sockets, &mut conns, &services, &tcp_tx).await;
+        if let Some(link) = legs.inbound.as_mut() {
+            while let Some((role, from, payload)) = link.poll(now) {
+                legs.recorder
+                    .record_any(from, local[role_index(role)], &payload);
+                core.handle_datagram(now, unix_now(), role, from, &payload);
+            }
+        }
+        core.handle_timeout(now, unix_now());
+        flush(
+            &mut core, &sockets, &legs, &local, &mut conns, &services, &tcp_tx,
+        )
+        .await;
     }
     for (_, conn) in conns {
         conn.reader.abort();
@@ -231,12 +315,24 @@ async fn run(
     Finished {
         stats: core.stats(),
         realms: core.realm_reports(),
+        faults_out: add_stats(legs.device.stats(), legs.agent.stats()),
+        faults_in: legs
+            .inbound
+            .as_ref()
+            .map(FaultLink::stats)
+            .unwrap_or_default(),
     }
 }
 
-fn handle_udp(core: &mut Emulator, role: Role, received: (usize, Option<SocketAddr>), buf: &[u8]) {
-    if let (n, Some(from)) = received {
-        core.handle_datagram(Instant::now(), unix_now(), role, from, &buf[..n]);
+fn add_stats(a: FaultStats, b: FaultStats) -> FaultStats {
+    FaultStats {
+        pushed: a.pushed + b.pushed,
+        passed: a.passed + b.passed,
+        dropped: a.dropped + b.dropped,
+        duplicated: a.duplicated + b.duplicated,
+        reordered: a.reordered + b.reordered,
+        delayed: a.delayed + b.delayed,
+        overflow: a.overflow + b.overflow,
     }
 }
 
@@ -307,12 +403,28 @@ fn handle_tcp_event(
 async fn flush(
     core: &mut Emulator,
     sockets: &[Arc<UdpSocket>; 5],
+    legs: &Legs,
+    local: &[SocketAddr],
     conns: &mut BTreeMap<ConnId, Conn>,
     services: &BTreeMap<u16, SocketAddr>,
     tcp_tx: &mpsc::UnboundedSender<TcpEvent>,
 ) {
     while let Some(t) = core.poll_transmit() {
-        let _ = sockets[role_index(t.from)].send_to(&t.payload, t.to).await;
+        if on_faulty_leg(t.from, &t.payload) {
+            let leg = if t.from == Role::Device {
+                &legs.device
+            } else {
+                &legs.agent
+            };
+            let _ = leg.send_to(&t.payload, t.to).await;
+        } else if sockets[role_index(t.from)]
+            .send_to(&t.payload, t.to)
+            .await
+            .is_ok()
+        {
+            legs.recorder
+                .record_any(local[role_index(t.from)], t.to, &t.payload);
+        }
     }
     while let Some(cmd) = core.poll_tcp() {
         match cmd {
