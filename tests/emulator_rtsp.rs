@@ -1090,7 +1090,10 @@ fn scripted_session_answers_like_dahua() {
     // Frame 29 is due 29 × 40 ms after the first: real-time pacing.
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(1000), "paced: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(5), "not stalled: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "not stalled: {elapsed:?}"
+    );
 
     // The first access unit is the clip's first IDR, byte for byte.
     let first_au: Vec<Vec<u8>> = {
