@@ -54,3 +54,21 @@ fn reference_client_echo_through_a_realm() {
     assert_eq!((realm.bytes_in, realm.bytes_out), (10, 10));
     assert_eq!(realm.status, "closed by client");
 }
+
+/// The acceptance case: RTSP OPTIONS through a realm to the built-in
+/// Dahua-like RTSP service.
+#[test]
+fn reference_client_rtsp_options_to_the_builtin_service() {
+    let (out, finished) = run_reference_client(
+        EmulatorConfig::default(),
+        "OPTIONS rtsp://127.0.0.1:554/cam/realmonitor?channel=1&subtype=0 RTSP/1.0\\r\\nCSeq: 1\\r\\n\\r\\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "reference client failed: {stderr}");
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.starts_with("RTSP/1.0 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("CSeq: 1\r\n"), "{reply}");
+    assert!(reply.contains("Public: OPTIONS, DESCRIBE"), "{reply}");
+    assert!(reply.contains("Server: Rtsp Server/3.0"), "{reply}");
+    assert_eq!(finished.realms.len(), 1);
+}

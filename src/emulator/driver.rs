@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{EmulatorConfig, RoleAddrs, Service};
 use super::core::{ConnId, Emulator, EmulatorStats, RealmReport, Role, TcpCommand};
+use super::rtsp::{self, RtspConfig};
 use crate::codec::classify::{kind_of, Kind};
 use crate::net::faults::{FaultConfig, FaultLink, FaultStats, FaultySender};
 use crate::net::record::Recorder;
@@ -34,6 +35,8 @@ pub struct DriverOptions {
     pub faults: FaultConfig,
     /// Where every datagram actually sent or received goes (`--record`/`--tap`).
     pub recorder: Recorder,
+    /// The built-in RTSP service plays its clip once and ends the stream.
+    pub clip_once: bool,
 }
 
 impl Default for DriverOptions {
@@ -44,6 +47,7 @@ impl Default for DriverOptions {
             expose: Vec::new(),
             faults: FaultConfig::none(),
             recorder: Recorder::disabled(),
+            clip_once: false,
         }
     }
 }
@@ -159,7 +163,17 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
     for (port, service) in &config.services {
         let addr = match service {
             Service::Echo => spawn_echo().await?,
-            Service::BuiltinRtsp => spawn_echo().await?,
+            Service::BuiltinRtsp => {
+                let serial = config.serials.first().cloned().unwrap_or_default();
+                let mut rtsp = RtspConfig::new(
+                    config.username.clone(),
+                    config.password.clone(),
+                    format!("Login to {serial}"),
+                );
+                rtsp.clip_once = options.clip_once;
+                let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+                rtsp::spawn_listener(loopback, Arc::new(rtsp)).await?.0
+            }
             Service::Forward(target) => tokio::net::lookup_host(target.as_str())
                 .await?
                 .next()

@@ -7,11 +7,13 @@
 //! tokio loop around it.
 
 mod agent;
+pub mod clip;
 mod cloud;
 pub mod config;
 pub mod core;
 mod device;
 pub mod driver;
+pub mod rtsp;
 
 pub use config::{AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, RoleAddrs, Service};
 pub use core::{ConnId, Emulator, EmulatorStats, RealmReport, Role, TcpCommand, Transmit};
