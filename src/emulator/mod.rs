@@ -9,6 +9,7 @@
 mod agent;
 pub mod clip;
 mod cloud;
+pub mod command;
 pub mod config;
 pub mod core;
 mod device;
