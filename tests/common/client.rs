@@ -183,3 +183,207 @@ impl RawPtcp {
         datagram[24..].to_vec()
     }
 }
+
+/// A client that completed the whole direct handshake (relay lease for the
+/// sign, p2p-channel, punch, SYN, 0x19/0x1A/0x1B) and now runs a real
+/// `PtcpSession` with the device on `sock`.
+pub struct DeviceLink {
+    pub sock: CloudClient,
+    pub device: SocketAddr,
+    pub session: dhp2p::session::ptcp::PtcpSession,
+}
+
+pub const IDENTIFY: [u8; 8] = [0xd4, 0x9e, 0x67, 0xa8, 0x2b, 0xd4, 0x7e, 0x1e];
+
+fn v4(a: SocketAddr) -> std::net::SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        _ => panic!("IPv4 only"),
+    }
+}
+
+impl DeviceLink {
+    pub async fn open(addrs: dhp2p::emulator::RoleAddrs, serial: &str) -> DeviceLink {
+        use dhp2p::codec::cloud::{
+            p2p_channel_body, relay_channel_body, relay_start_body, Identify,
+        };
+        use dhp2p::codec::punch;
+        use dhp2p::session::ptcp::{Event, PtcpConfig, PtcpSession};
+        use std::time::Instant;
+        // The relay leg, only for the sign.
+        let mut r = CloudClient::new().await;
+        let lease = r.ask(addrs.relay, "/relay/agent", "").await;
+        let token = element(&lease, "Token");
+        r.ask(
+            addrs.agent,
+            &format!("/relay/start/{token}"),
+            &relay_start_body(None),
+        )
+        .await;
+        // The device leg.
+        let mut d = CloudClient::new().await;
+        let body = p2p_channel_body(&Identify(IDENTIFY), d.local_port());
+        d.send(addrs.cloud, &format!("/device/{serial}/p2p-channel"), &body)
+            .await;
+        assert_eq!(d.recv_response().await.code, 100);
+        let answer = d.recv_response().await;
+        let device: SocketAddr = element(&answer, "PubAddr").parse().unwrap();
+        r.send(
+            addrs.cloud,
+            &format!("/device/{serial}/relay-channel"),
+            &relay_channel_body(&addrs.agent.to_string()),
+        )
+        .await;
+        r.recv().await.expect("agent notification");
+        let mut agent = RawPtcp::default();
+        r.send_raw(addrs.agent, &agent.packet(&Body::Syn)).await;
+        let (syn, _) = r.recv().await.unwrap();
+        agent.received(&syn);
+        r.send_raw(addrs.agent, &agent.packet(&Body::SignRequest))
+            .await;
+        let sign = loop {
+            let (p, _) = r.recv().await.expect("sign");
+            let body = agent.received(&p);
+            if !body.is_empty() {
+                break body[12..].to_vec();
+            }
+        };
+        r.send_raw(addrs.agent, &agent.packet(&Body::Empty)).await;
+        // Punch.
+        let me = v4(d.sock.local_addr().unwrap());
+        let req = punch::binding_request(punch::MAGIC_COOKIE, [3; 12], IDENTIFY, v4(device));
+        d.send_raw(device, &req.encode()).await;
+        let (theirs, _) = d.recv().await.expect("device binding request");
+        let tid = punch::decode(&theirs).unwrap().transaction_id;
+        let ok = punch::binding_success(
+            punch::MAGIC_COOKIE,
+            tid,
+            IDENTIFY,
+            me,
+            punch::AddrForm::Inverted,
+        );
+        d.send_raw(device, &ok.encode()).await;
+        // PTCP with the real session; skip the device's non-PTCP datagrams.
+        let now = Instant::now();
+        let mut session = PtcpSession::new(PtcpConfig::default(), now);
+        let mut step = 0;
+        session.send(&Body::Syn);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            while let Some(out) = session.poll_transmit(Instant::now()) {
+                d.send_raw(device, &out).await;
+            }
+            while let Some(ev) = session.poll_event() {
+                if let Event::Body(b) = ev {
+                    match (step, Body::decode(&b).unwrap()) {
+                        (0, Body::Syn) => {
+                            session.send(&Body::Auth { sign: &sign });
+                            step = 1;
+                        }
+                        (1, Body::AuthReply { .. }) => {
+                            session.send(&Body::AuthConfirm);
+                            step = 2;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if step == 2 && session.unacked() == 0 {
+                while let Some(out) = session.poll_transmit(Instant::now()) {
+                    d.send_raw(device, &out).await;
+                }
+                return DeviceLink {
+                    sock: d,
+                    device,
+                    session,
+                };
+            }
+            assert!(Instant::now() < deadline, "handshake stuck at step {step}");
+            if let Some((p, _)) = d.recv_within(Duration::from_millis(20)).await {
+                if p.starts_with(b"PTCP") {
+                    session.handle_datagram(Instant::now(), &p);
+                }
+            }
+            session.handle_timeout(Instant::now());
+        }
+    }
+
+    /// Opens a realm to `port` and returns once CONN arrived.
+    pub async fn bind(&mut self, realm: u32, port: u16) {
+        self.session
+            .send(&Body::bind(realm, port, [127, 0, 0, 1].into()));
+        let want = Body::status(realm, dhp2p::codec::ptcp::Status::Conn);
+        self.until(|b| b == want).await;
+    }
+
+    /// Pumps the session until a delivered body satisfies `done`.
+    pub async fn until(&mut self, mut done: impl FnMut(Body<'_>) -> bool) {
+        use std::time::Instant;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            while let Some(out) = self.session.poll_transmit(Instant::now()) {
+                self.sock.send_raw(self.device, &out).await;
+            }
+            while let Some(ev) = self.session.poll_event() {
+                if let dhp2p::session::ptcp::Event::Body(b) = ev {
+                    if done(Body::decode(&b).unwrap()) {
+                        return;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out");
+            if let Some((p, _)) = self.sock.recv_within(Duration::from_millis(5)).await {
+                self.session.handle_datagram(Instant::now(), &p);
+            }
+            self.session.handle_timeout(Instant::now());
+        }
+    }
+
+    /// Sends `data` on `realm` (to an echo service) and reads it all back.
+    pub async fn echo(&mut self, realm: u32, data: &[u8]) -> Vec<u8> {
+        use std::time::Instant;
+        let mut back = Vec::new();
+        let mut offset = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while back.len() < data.len() {
+            while offset < data.len() && self.session.send_capacity() > 2048 {
+                let end = (offset + 1280).min(data.len());
+                self.session.send(&Body::Data {
+                    realm,
+                    payload: &data[offset..end],
+                });
+                offset = end;
+            }
+            while let Some(out) = self.session.poll_transmit(Instant::now()) {
+                self.sock.send_raw(self.device, &out).await;
+            }
+            while let Some(ev) = self.session.poll_event() {
+                if let dhp2p::session::ptcp::Event::Body(b) = ev {
+                    if let Ok(Body::Data { realm: r, payload }) = Body::decode(&b) {
+                        if r == realm {
+                            back.extend_from_slice(payload);
+                        }
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "echo timed out at {} of {}",
+                back.len(),
+                data.len()
+            );
+            // Drain what has arrived without waiting when there is more.
+            let mut got_any = false;
+            while let Some((p, _)) = self
+                .sock
+                .recv_within(Duration::from_millis(if got_any { 0 } else { 2 }))
+                .await
+            {
+                self.session.handle_datagram(Instant::now(), &p);
+                got_any = true;
+            }
+            self.session.handle_timeout(Instant::now());
+        }
+        back
+    }
+}
