@@ -9,4 +9,5 @@
 
 pub mod capture;
 pub mod codec;
+pub mod decode;
 pub mod session;
