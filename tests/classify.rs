@@ -231,15 +231,28 @@ fn ptcp_captured_bind_len_8() {
     assert_eq!(p.body, Body::bind(0xffff_fe91, 37777, Ipv4Addr::LOCALHOST));
 }
 
-// FIELD-NOTES.md §4.1 [cap]: captured STATUS CONN and DISC bodies behind the D10 header.
+// FIELD-NOTES.md §4.1 [cap]: captured STATUS CONN body behind the D10 header.
 #[test]
-fn ptcp_captured_status_bodies() {
-    let conn = h("50544350 00000010 00000040 0000fffe 00001005 00000003
-                  12000000 5f7f1ce8 00000000 434f4e4e");
-    assert_eq!(ptcp(&conn).body, Body::status(0x5f7f_1ce8, Status::Conn));
-    let disc = h("50544350 00000010 00000040 0000fffe 00001005 00000003
-                  12000000 ffd2c46c 00000000 44495343");
-    assert_eq!(ptcp(&disc).body, Body::status(0xffd2_c46c, Status::Disc));
+fn ptcp_captured_status_conn() {
+    let bytes = h("50544350 00000010 00000040 0000fffe 00001005 00000003
+                   12000000 5f7f1ce8 00000000 434f4e4e");
+    assert_eq!(ptcp(&bytes).body, Body::status(0x5f7f_1ce8, Status::Conn));
+}
+
+// FIELD-NOTES.md §4.1 [cap]: captured STATUS DISC body behind the D10 header.
+#[test]
+fn ptcp_captured_status_disc() {
+    let bytes = h("50544350 00000010 00000040 0000fffe 00001005 00000003
+                   12000000 ffd2c46c 00000000 44495343");
+    assert_eq!(ptcp(&bytes).body, Body::status(0xffd2_c46c, Status::Disc));
+}
+
+// FIELD-NOTES.md §4.1 [cap]: captured HEARTBEAT body behind the D16 header.
+#[test]
+fn ptcp_captured_heartbeat() {
+    let bytes = h("50544350 00000048 0000007f 0000fffc 00001008 00000006
+                   13000000 00000000 00000000");
+    assert_eq!(ptcp(&bytes).body, Body::Heartbeat);
 }
 
 // ---------------------------------------------------------------------------

@@ -405,3 +405,82 @@ fn hex_dump_matches_the_reference_layout() {
     assert_eq!(hex_dump(&bind_d8()), expected);
     assert_eq!(hex_dump(&[]), "");
 }
+
+mod props {
+    use std::net::Ipv4Addr;
+
+    use dhp2p::codec::ptcp::{Body, Header, Packet, Status};
+    use dhp2p::decode::dissect::parse_hex;
+    use dhp2p::decode::{describe, hex_dump};
+    use proptest::prelude::*;
+
+    fn body_strategy() -> impl Strategy<Value = (u8, u32, u32, [u8; 4], Vec<u8>)> {
+        (
+            0u8..4,
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u8; 4]>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+    }
+
+    proptest! {
+        /// Every ranged header and sub-header field of any PTCP packet points
+        /// at the bytes that hold its value.
+        #[test]
+        fn ptcp_ranges_hold_the_values(
+            sent in any::<u32>(), recv in any::<u32>(), pid in any::<u32>(),
+            lmid in any::<u32>(), rmid in any::<u32>(),
+            (which, realm, port, ip, data) in body_strategy(),
+        ) {
+            let body = match which {
+                0 => Body::Data { realm, payload: &data },
+                1 => Body::Bind { realm, port, ip: Ipv4Addr::from(ip), len_field: 8 },
+                2 => Body::status(realm, if port % 2 == 0 { Status::Conn } else { Status::Disc }),
+                _ => Body::Empty,
+            };
+            let header = Header { sent, recv, pid, lmid, rmid };
+            let bytes = Packet { header, body }.to_vec();
+            let d = describe(&bytes);
+            prop_assert!(d.is_decoded());
+            let be = |key: &str| {
+                let r = d.find(key).and_then(|f| f.range.clone()).expect(key);
+                let mut word = [0u8; 4];
+                word.copy_from_slice(&bytes[r]);
+                u32::from_be_bytes(word)
+            };
+            prop_assert_eq!(be("ptcp.sent"), sent);
+            prop_assert_eq!(be("ptcp.recv"), recv);
+            prop_assert_eq!(be("ptcp.pid"), pid);
+            prop_assert_eq!(be("ptcp.lmid"), lmid);
+            prop_assert_eq!(be("ptcp.rmid"), rmid);
+            let json = d.to_json();
+            prop_assert_eq!(&json["ptcp"]["sent"], &serde_json::json!(sent));
+            prop_assert_eq!(&json["ptcp"]["rmid"], &serde_json::json!(rmid));
+            if which < 3 {
+                prop_assert_eq!(be("ptcp.body.realm"), realm);
+                prop_assert_eq!(&json["ptcp"]["body"]["realm"], &serde_json::json!(realm));
+            }
+            if which == 1 {
+                prop_assert_eq!(be("ptcp.body.port"), port);
+                prop_assert_eq!(be("ptcp.body.ip"), u32::from_be_bytes(ip));
+            }
+            if which == 0 && !data.is_empty() {
+                let r = d.find("ptcp.body.payload").and_then(|f| f.range.clone()).unwrap();
+                prop_assert_eq!(&bytes[r], data.as_slice());
+            }
+        }
+
+        /// What `hex_dump` prints, `parse_hex` reads back, and so are the
+        /// plain, colon and `0x` forms.
+        #[test]
+        fn hex_forms_parse_back(bytes in proptest::collection::vec(any::<u8>(), 1..200)) {
+            prop_assert_eq!(parse_hex(&hex_dump(&bytes)).unwrap(), bytes.clone());
+            prop_assert_eq!(parse_hex(&hex::encode(&bytes)).unwrap(), bytes.clone());
+            let colons: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            prop_assert_eq!(parse_hex(&colons.join(":")).unwrap(), bytes.clone());
+            let prefixed: Vec<String> = bytes.iter().map(|b| format!("0x{b:02x}")).collect();
+            prop_assert_eq!(parse_hex(&prefixed.join(", ")).unwrap(), bytes.clone());
+        }
+    }
+}

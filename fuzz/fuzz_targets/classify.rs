@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         Datagram::Punch(Ok(m)) => assert_eq!(m.encode(), data),
         _ => {}
     }
-    for desc in [describe(data), describe_with(data, Options { redact: false })] {
+    for desc in [
+        describe(data),
+        describe_with(data, Options { redact: false }),
+    ] {
         assert_eq!(desc.kind, datagram.kind());
         for field in desc.walk() {
             if let Some(range) = &field.range {
