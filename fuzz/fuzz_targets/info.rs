@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(info) = crypto::decrypt_info(&b64) {
         // What a fake device would send back decrypts to the same values.
         let again = crypto::decrypt_info(&crypto::encrypt_info(&info));
-        assert_eq!(again.as_ref().map(|i| i.to_json_map()), Ok(info.to_json_map()));
+        assert_eq!(
+            again.as_ref().map(|i| i.to_json_map()),
+            Ok(info.to_json_map())
+        );
     }
 });
 
@@ -27,7 +30,11 @@ fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -8,7 +8,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(message) = punch::decode(data) {
         assert_eq!(message.encode(), data);
         let _ = message.identify();
-        let _ = message.address().map(|a| (a.addr_inverted(), a.addr_plain()));
+        let _ = message
+            .address()
+            .map(|a| (a.addr_inverted(), a.addr_plain()));
         let _ = message.trailing_attributes();
     }
 });
