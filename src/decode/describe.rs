@@ -725,9 +725,12 @@ fn describe_cloud(payload: &[u8], message: &Message, options: Options) -> Descri
                     json!(r.version),
                     Some(0..r.version.len()),
                 ),
-                Field::number("cloud.code", "Status Code", r.code.into(), {
-                    Some(code_start..code_start + 3)
-                }),
+                Field::number(
+                    "cloud.code",
+                    "Status Code",
+                    r.code.into(),
+                    Some(code_start..code_start + 3),
+                ),
                 Field::new(
                     "cloud.reason",
                     "Reason Phrase",
@@ -745,13 +748,17 @@ fn describe_cloud(payload: &[u8], message: &Message, options: Options) -> Descri
             let line = format!("{} {:03} {}", r.version, r.code, r.reason);
             (
                 end,
-                Field::new("cloud.status_line", "Status Line", line, Value::Null, None)
-                    .with_children(line_children),
+                Field::new(
+                    "cloud.status_line",
+                    "Status Line",
+                    line,
+                    Value::Null,
+                    Some(0..end),
+                )
+                .with_children(line_children),
             )
         }
     };
-    let mut start_field = start_field;
-    start_field.range = Some(0..start_line_len);
     children.push(start_field);
 
     // Headers, each `name + separator + value + CRLF`.
