@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod codec;
+pub mod decode;
 pub mod emulator;
 pub mod net;
 pub mod session;

@@ -1,0 +1,195 @@
+//! The real `dhp2p` binary: `dissect` output, stdin input and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn dhp2p(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dhp2p"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dhp2p");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).expect("write stdin");
+        }
+    }
+    child.wait_with_output().expect("wait for dhp2p")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 stderr")
+}
+
+// DH-P2P.md §11.7 A1: client→agent SYN.
+const SYN: &str = "50544350 00000000 00000000 0002ffff 00000000 00000000 00030100";
+
+// DH-P2P.md §11.8 D8, as the reference prints it.
+const BIND_DUMP: &str = "\
+0000  50 54 43 50 00 00 00 2c 00 00 00 10 00 00 ff fd  |PTCP...,........|
+0010  00 00 00 03 00 00 10 03 11 00 00 00 0a 0b 0c 0d  |................|
+0020  00 00 00 00 00 00 02 2a 7f 00 00 01              |.......*....|";
+
+// DH-P2P.md §11.6: Binding Request.
+const PUNCH_REQUEST: &str = "ff:fe:ff:e7:de:ed:5b:bd:00:01:02:03:04:05:06:07:08:09:0a:0b:\
+                             7f:d5:ff:f7:2b:61:98:57:d4:2b:81:e1:ff:fb:ff:f7:ff:fe:63:bf:34:ff:8e:f5";
+
+#[test]
+fn dissect_prints_a_summary_line() {
+    let out = dhp2p(&["dissect", SYN], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "1 PTCP sent=0 recv=0 pid=0x0002ffff lmid=0 rmid=0 SYN\n"
+    );
+}
+
+#[test]
+fn dissect_accepts_a_pasted_hex_dump_and_colons() {
+    let out = dhp2p(&["dissect", BIND_DUMP, PUNCH_REQUEST], None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "1 PTCP sent=44 recv=16 pid=0x0000fffd lmid=3 rmid=4099 BIND realm=0x0a0b0c0d 127.0.0.1:554",
+            "2 PUNCH Binding Request txid=fffefdfcfbfaf9f8f7f6f5f4 identify=d4 9e 67 a8 2b d4 7e 1e addr=203.0.113.10:40000",
+        ]
+    );
+}
+
+#[test]
+fn dissect_json_is_ndjson_with_kind() {
+    let out = dhp2p(
+        &["dissect", "--json", SYN, PUNCH_REQUEST, "0x41 0x42"],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the unknown datagram sets exit 1"
+    );
+    let text = stdout(&out);
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(objects.len(), 3);
+    assert_eq!(objects[0]["kind"], "ptcp");
+    assert_eq!(objects[0]["n"], 1);
+    assert_eq!(objects[0]["ptcp"]["body"]["type"], "SYN");
+    assert_eq!(objects[1]["kind"], "punch");
+    assert_eq!(objects[2]["kind"], "unknown");
+    assert_eq!(objects[2]["length"], 2);
+}
+
+#[test]
+fn dissect_tree_shows_realm() {
+    let out = dhp2p(&["dissect", "-V", BIND_DUMP], None);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("\n        Realm: 0x0a0b0c0d\n"), "{text}");
+    assert!(text.contains("    Bytes Sent: 44\n"));
+}
+
+#[test]
+fn dissect_hex_prints_the_dump() {
+    let out = dhp2p(&["dissect", "--hex", BIND_DUMP], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(BIND_DUMP), "{}", stdout(&out));
+}
+
+#[test]
+fn dissect_reads_lines_and_dump_blocks_from_stdin() {
+    let input = format!(
+        "# DH-P2P.md §11.7 A1\n{SYN}\n\n## D8\n{BIND_DUMP}\n{}\n",
+        "48545450 2f312e31 20323030 204f4b0d 0a435365 713a2031 0d0a0d0a"
+    );
+    let out = dhp2p(&["dissect"], Some(&input));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("1 PTCP ") && lines[0].ends_with(" SYN"));
+    assert!(lines[1].starts_with("2 PTCP ") && lines[1].contains("BIND"));
+    assert_eq!(lines[2], "3 CLOUD 200 OK CSeq=1");
+    // `-` reads stdin too.
+    let out = dhp2p(&["dissect", "-"], Some(SYN));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).starts_with("1 PTCP "));
+}
+
+#[test]
+fn bad_hex_exits_3_naming_argument_and_character() {
+    let out = dhp2p(&["dissect", SYN, "50 54 4g"], None);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(err.contains("argument 2"), "{err}");
+    assert!(err.contains("'g'") && err.contains("column 8"), "{err}");
+    // The good argument is still dissected.
+    assert!(stdout(&out).starts_with("1 PTCP "));
+
+    let out = dhp2p(&["dissect", "505"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("odd number of hex digits"));
+
+    let out = dhp2p(&["dissect"], Some(&format!("{SYN}\nzz\n")));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("stdin line 2"));
+}
+
+#[test]
+fn malformed_datagram_exits_1() {
+    // PTCP magic and 3 bytes.
+    let out = dhp2p(&["dissect", "50544350000000"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("1 PTCP [malformed] "), "{text}");
+    assert!(stderr(&out).contains("malformed PTCP"));
+    // -q keeps stderr quiet; the exit code stays.
+    let out = dhp2p(&["-q", "dissect", "50544350000000"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn devauth_is_redacted_unless_asked() {
+    let request = "DHPOST /device/X/p2p-channel HTTP/1.1\r\nCSeq: 5\r\n\r\n<body><DevAuth>SECRETVALUE=</DevAuth></body>";
+    let hex_text = hex::encode(request);
+    let out = dhp2p(&["dissect", "-V", "--hex", &hex_text], None);
+    let text = stdout(&out);
+    assert!(text.contains("DevAuth: <redacted>"), "{text}");
+    assert!(!text.contains("SECRETVALUE") && !text.contains("SECRETVA"));
+    let out = dhp2p(&["dissect", "-V", "--no-redact", &hex_text], None);
+    assert!(stdout(&out).contains("DevAuth: SECRETVALUE="));
+}
+
+#[test]
+fn help_mentions_examples_and_exit_codes() {
+    let out = dhp2p(&["dissect", "--help"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("Examples:"), "{text}");
+    assert!(text.contains("Exit codes:"));
+    assert!(text.contains("3  some input was not valid hex"));
+    let out = dhp2p(&["--help"], None);
+    assert!(stdout(&out).contains("Examples:"));
+    let out = dhp2p(&["--version"], None);
+    assert!(stdout(&out).starts_with("dhp2p "));
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let out = dhp2p(&["dissect", "--no-such-flag"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = dhp2p(&["dissect", "--json", "-V", SYN], None);
+    assert_eq!(out.status.code(), Some(2));
+}
