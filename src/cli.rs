@@ -80,7 +80,7 @@ pub enum Command {
     Dissect(DissectArgs),
     /// Run a fake Easy4IPCloud (cloud, P2P server, relay, agent) and Dahua
     /// device on loopback, for offline use and tests.
-    EmulateDevice(dhp2p::emulator::command::EmulateArgs),
+    EmulateDevice(Box<dhp2p::emulator::command::EmulateArgs>),
 }
 
 #[derive(Debug, Args)]

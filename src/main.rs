@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             &mut io::stderr().lock(),
         ),
         Command::EmulateDevice(args) => {
-            return run_async(dhp2p::emulator::command::run(args.clone()))
+            return run_async(dhp2p::emulator::command::run(args.as_ref().clone()))
         }
     };
     match result {
