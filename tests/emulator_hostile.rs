@@ -155,3 +155,40 @@ async fn record_has_exactly_the_datagrams_the_emulator_counted() {
     assert_eq!(frames, recorder.frames_written());
     assert!(frames > 20);
 }
+
+/// `--vanish-after 1 --vanish-for 2`: the device falls silent (the cloud
+/// answers 404), then comes back and a new session works.
+#[tokio::test]
+async fn device_vanishes_and_returns() {
+    let mut config = echo_config();
+    config.vanish_after = Some(Duration::from_millis(1200));
+    config.vanish_for = Some(Duration::from_millis(1500));
+    let emu = driver::start(config, DriverOptions::default())
+        .await
+        .unwrap();
+    let addrs = emu.addrs;
+    let mut link = DeviceLink::open(addrs, SN).await;
+    link.bind(1, 7).await;
+    assert_eq!(link.echo(1, b"before").await, b"before");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut c = common::client::CloudClient::new().await;
+    let r = c
+        .ask(addrs.cloud, &format!("/online/p2psrv/{SN}"), "")
+        .await;
+    assert_eq!(r.code, 404, "a vanished device is offline");
+    // The old session gets nothing back.
+    link.session.send(&dhp2p::codec::ptcp::Body::Heartbeat);
+    while let Some(d) = link.session.poll_transmit(Instant::now()) {
+        link.sock.send_raw(link.device, &d).await;
+    }
+    assert!(link.sock.silent_for(Duration::from_millis(400)).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = c
+        .ask(addrs.cloud, &format!("/online/p2psrv/{SN}"), "")
+        .await;
+    assert_eq!(r.code, 200, "back online");
+    let mut again = DeviceLink::open(addrs, SN).await;
+    again.bind(2, 7).await;
+    assert_eq!(again.echo(2, b"after").await, b"after");
+    emu.stop().await;
+}

@@ -14,6 +14,15 @@ fn run_reference_client(
     config: EmulatorConfig,
     send: &str,
 ) -> (std::process::Output, driver::Finished) {
+    run_reference_client_with(config, send, &[])
+}
+
+fn run_reference_client_with(
+    config: EmulatorConfig,
+    send: &str,
+    extra: &[&str],
+) -> (std::process::Output, driver::Finished) {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let python = common::require_program("python3", "python3");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let emu = rt
@@ -28,6 +37,7 @@ fn run_reference_client(
                 .arg(script)
                 .args(["--cloud", &cloud.to_string(), "--serial", "demo00000000001"])
                 .args(["--send", &send])
+                .args(&extra)
                 .output()
                 .unwrap()
         })
@@ -71,4 +81,17 @@ fn reference_client_rtsp_options_to_the_builtin_service() {
     assert!(reply.contains("Public: OPTIONS, DESCRIBE"), "{reply}");
     assert!(reply.contains("Server: Rtsp Server/3.0"), "{reply}");
     assert_eq!(finished.realms.len(), 1);
+}
+
+/// The Rust port's style: Rust step order, no Content-* headers, connected
+/// sockets (device datagrams before the re-connect would be lost), the
+/// inverted STUN address, no ACK after the sign.
+#[test]
+fn reference_client_rust_style_connected_sockets() {
+    let mut config = EmulatorConfig::default();
+    config.services.insert(554, Service::Echo);
+    let (out, _) = run_reference_client_with(config, "PING rs\\r\\n\\r\\n", &["--style", "rs"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "reference client failed: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PING rs\r\n\r\n");
 }

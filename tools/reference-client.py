@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """A literal reference-style Dahua P2P client, for checking the emulator.
 
-It follows DH-P2P.md §3.1 step by step the way the original Python proof of
-concept does: Python order, legacy dialect (DHGET/DHPOST with Content-Type
-and Content-Length on POST), three unconnected sockets (A: main/relay/agent,
-B: P2P server, C: p2p-channel and device), the reference PTCP counter rules
-(pid counts down per data packet, lmid is a packet counter), the [py] form of
-the STUN success response (address not inverted), exactly five discarded
-device datagrams, then one realm carrying one request.
+It follows DH-P2P.md §3.1 step by step, in one of the two reference styles:
+
+--style py (default), the original Python proof of concept: Python order,
+  DHPOST with Content-Type and Content-Length, three unconnected sockets
+  (A: main/relay/agent, B: P2P server, C: p2p-channel and device), the [py]
+  STUN success response (address not inverted), an empty ACK after the sign.
+--style rs, the Rust port: Rust order (/online/relay before /probe/device),
+  no Content-* headers, two connected sockets (S1: main, p2p-channel, then
+  re-connected to the device; S2: P2P server, relay, agent, relay-channel),
+  the inverted STUN address, no ACK after the sign.
+
+Both use the legacy dialect, the reference PTCP counter rules (pid counts
+down per data packet, lmid is a packet counter), read exactly five device
+datagrams after the STUN success, and then open one realm carrying one
+request.
 
 It adds only what a test needs: a timeout on every read (the original blocks
 forever) and a clear exit code. Standard library only.
@@ -33,6 +41,7 @@ SYN = b"\x00\x03\x01\x00"
 TIMEOUT = 5.0
 
 cseq = 0
+style = "py"
 
 
 class Fail(Exception):
@@ -55,7 +64,7 @@ def request(path, body=""):
         f'X-WSSE: UsernameToken Username="{USER}", PasswordDigest="{digest}", '
         f'Nonce="{nonce}", Created="{created}"',
     ]
-    if body:
+    if body and style == "py":
         head += ["Content-Type: ", f"Content-Length: {len(body)}"]
     return ("\r\n".join(head) + "\r\n\r\n" + body).encode()
 
@@ -90,8 +99,17 @@ def read(sock, what):
     return data
 
 
+def send(sock, addr, data):
+    """py: unconnected sendto; rs: connect to the peer, then send."""
+    if style == "rs":
+        sock.connect(addr)
+        sock.send(data)
+    else:
+        sock.sendto(data, addr)
+
+
 def ask(sock, addr, path, body="", what=None):
-    sock.sendto(request(path, body), addr)
+    send(sock, addr, request(path, body))
     code, elements = parse_response(read(sock, what or path))
     if code >= 400:
         raise Fail(f"{path}: {code}")
@@ -113,7 +131,7 @@ class Ptcp:
     def send(self, body):
         pid = 0x0002FFFF if body == SYN else 0x0000FFFF - self.k
         packet = b"PTCP" + struct.pack(">5I", self.sent, self.recv, pid, self.id, self.rmid) + body
-        self.sock.sendto(packet, self.addr)
+        send(self.sock, self.addr, packet)
         self.sent += len(body)
         self.id += 1
         if body and body != SYN:
@@ -139,53 +157,68 @@ def inv(b):
 
 
 def main():
+    global style
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cloud", required=True, help="main cloud HOST:PORT")
     parser.add_argument("--serial", required=True)
+    parser.add_argument("--style", choices=["py", "rs"], default="py")
     parser.add_argument("--remote-port", type=int, default=554)
     parser.add_argument("--send", default="OPTIONS rtsp://127.0.0.1:554/ RTSP/1.0\\r\\nCSeq: 1\\r\\n\\r\\n")
     args = parser.parse_args()
+    style = args.style
     main_addr = hostport(args.cloud)
     sn = args.serial
     a, b, c = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
     for s in (a, b, c):
         s.bind(("0.0.0.0", 0))
         s.settimeout(TIMEOUT)
+    if style == "rs":
+        # S1 = c (main, p2p-channel, device), S2 = b (everything else).
+        main_sock, p2psrv_sock, relay_sock = c, b, b
+    else:
+        main_sock, p2psrv_sock, relay_sock = a, b, a
 
-    ask(a, main_addr, "/probe/p2psrv")
-    us = hostport(ask(a, main_addr, f"/online/p2psrv/{sn}")["US"])
-    ask(b, us, f"/probe/device/{sn}")
-    b.close()
-    relay = hostport(ask(a, main_addr, "/online/relay")["Address"])
+    ask(main_sock, main_addr, "/probe/p2psrv")
+    us = hostport(ask(main_sock, main_addr, f"/online/p2psrv/{sn}")["US"])
+    if style == "py":
+        ask(p2psrv_sock, us, f"/probe/device/{sn}")
+        relay = hostport(ask(main_sock, main_addr, "/online/relay")["Address"])
+    else:
+        relay = hostport(ask(main_sock, main_addr, "/online/relay")["Address"])
+        ask(p2psrv_sock, us, f"/probe/device/{sn}")
     identify = bytes(random.randrange(256) for _ in range(8))
     ident_text = " ".join(f"{x:x}" for x in identify)
-    c.sendto(
+    send(
+        c,
+        main_addr,
         request(
             f"/device/{sn}/p2p-channel",
             f"<body><Identify>{ident_text}</Identify><IpEncrpt>true</IpEncrpt>"
             f"<LocalAddr>127.0.0.1:{c.getsockname()[1]}</LocalAddr><version>5.0.0</version></body>",
         ),
-        main_addr,
     )
-    lease = ask(a, relay, "/relay/agent")
+    lease = ask(relay_sock, relay, "/relay/agent")
     token, agent = lease["Token"], hostport(lease["Agent"])
-    ask(a, agent, f"/relay/start/{token}", "<body><Client>:0</Client></body>")
+    ask(relay_sock, agent, f"/relay/start/{token}", "<body><Client>:0</Client></body>")
     code, answer = parse_response(read(c, "p2p-channel answer"))
-    if code < 200:
+    if (style == "py" and code < 200) or (style == "rs" and code == 100):
         code, answer = parse_response(read(c, "p2p-channel final answer"))
     if code >= 400:
         raise Fail(f"p2p-channel: {code}")
     device = hostport(answer["PubAddr"])
     local = hostport(answer["LocalAddr"])
-    a.sendto(
-        request(f"/device/{sn}/relay-channel", f"<body><agentAddr>{lease['Agent']}</agentAddr></body>"),
+    send(
+        relay_sock,
         main_addr,
+        request(f"/device/{sn}/relay-channel", f"<body><agentAddr>{lease['Agent']}</agentAddr></body>"),
     )
-    code, _ = parse_response(read(a, "agent notification"))
+    if style == "rs":
+        relay_sock.connect(agent)
+    code, _ = parse_response(read(relay_sock, "agent notification"))
     if code >= 400:
         raise Fail(f"agent notification: {code}")
 
-    agent_session = Ptcp(a, agent)
+    agent_session = Ptcp(relay_sock, agent)
     agent_session.send(SYN)
     agent_session.read("agent SYN")
     agent_session.send(sub(0x17))
@@ -194,21 +227,27 @@ def main():
         if body:
             break
     sign = body[12:]
-    agent_session.send(b"")
+    if style == "py":
+        agent_session.send(b"")
+    if style == "rs":
+        c.connect(device)
 
     cookie = bytes(random.randrange(256) for _ in range(4))
     tid = bytes(random.randrange(256) for _ in range(12))
     addr = lambda ip, port: struct.pack(">H", port) + socket.inet_aton(ip)
-    c.sendto(
+    send(
+        c,
+        device,
         inv(b"\x00\x01\x00\x18") + cookie + tid + inv(b"\x80\x2a\x00\x08") + inv(identify)
         + inv(b"\x00\x04\x00\x08\x00\x01") + inv(addr(*device)),
-        device,
     )
     rtid = read(c, "device STUN")[8:20]
-    c.sendto(
-        inv(b"\x01\x01\x00\x18") + cookie + rtid + inv(b"\x80\x29\x00\x08") + inv(identify)
-        + inv(b"\x00\x04\x00\x08\x00\x01") + addr(*local),
+    local_attr = inv(addr(*local)) if style == "rs" else addr(*local)
+    send(
+        c,
         device,
+        inv(b"\x01\x01\x00\x18") + cookie + rtid + inv(b"\x80\x29\x00\x08") + inv(identify)
+        + inv(b"\x00\x04\x00\x08\x00\x01") + local_attr,
     )
     for i in range(5):
         read(c, f"discarded device datagram {i + 1}")
