@@ -4,3 +4,4 @@
 //! time and lossy simulated links.
 
 pub mod ptcp;
+pub mod tunnel;

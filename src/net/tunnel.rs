@@ -1,0 +1,883 @@
+//! The tokio driver of `dhp2p tunnel`: TCP listeners, one task per TCP
+//! client, two UDP sockets per device session, and one loop that moves bytes
+//! between them and the sans-IO [`Handshake`] and [`TunnelSession`] state
+//! machines. It decides only I/O matters: when to start a session, when to
+//! give up on a held client, how long to back off.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::codec::cloud::{build_request, RequestParams, WsseAuth};
+use crate::codec::cloud::format_created_utc;
+use crate::codec::identity::CloudProfile;
+use crate::net::record::Recorder;
+use crate::session::handshake::{
+    Established, EstablishedPath, Handshake, HandshakeConfig, HandshakeError, HandshakeEvent, Sock,
+};
+use crate::session::ptcp::DeadReason;
+use crate::session::tunnel::{BindFailure, ClientId, TunnelConfig, TunnelEvent, TunnelSession};
+
+/// Which device port a listener leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemotePort {
+    /// The device's RTSP port from /info/device (554 when unknown).
+    Rtsp,
+    Port(u16),
+}
+
+/// One `-p [bind_addr:]local_port:remote_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpec {
+    pub bind: IpAddr,
+    pub local: u16,
+    pub remote: RemotePort,
+}
+
+/// A cloud to try, resolved.
+#[derive(Debug, Clone)]
+pub struct CloudCandidate {
+    pub profile: CloudProfile,
+    pub addr: SocketAddr,
+}
+
+/// Everything the driver needs.
+#[derive(Debug, Clone)]
+pub struct TunnelOptions {
+    pub serial: String,
+    /// Clouds in the order to try; the user pinned one when there is one.
+    pub clouds: Vec<CloudCandidate>,
+    /// A handshake template: serial, cloud and profile are set per attempt.
+    pub handshake: HandshakeConfig,
+    pub tunnel: TunnelConfig,
+    pub ports: Vec<PortSpec>,
+    /// Local address of the UDP sockets (0.0.0.0 normally).
+    pub udp_bind: IpAddr,
+    /// How long a client may wait for a session.
+    pub hold_timeout: Duration,
+    /// A client that sends nothing gets its realm after this long anyway
+    /// (protocols where the server speaks first).
+    pub bind_delay: Duration,
+    /// Most device sessions at once.
+    pub max_sessions: usize,
+    /// Keep one session up even without clients, so new ones start fast.
+    pub keep_warm: bool,
+    /// Longest wait between reconnection attempts.
+    pub max_backoff: Duration,
+    pub recorder: Recorder,
+}
+
+/// Why the tunnel stopped for good (before ever working).
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("{0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open a UDP socket on {addr}: {source}")]
+    Udp {
+        addr: IpAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What a running tunnel tells whoever started it.
+#[derive(Debug, Clone)]
+pub enum Status {
+    /// The listeners are open (actual addresses, in `ports` order).
+    Listening(Vec<SocketAddr>),
+    /// A session is up; `remote_rtsp` is the device's RTSP port.
+    Ready { path: String, remote_rtsp: u16 },
+}
+
+type SessionId = u64;
+
+enum Msg {
+    Accepted(usize, TcpStream, SocketAddr),
+    ClientBytes(ClientId, Vec<u8>),
+    ClientEof(ClientId),
+    ClientWritten(ClientId, usize),
+    ClientGone(ClientId),
+    Udp(SessionId, Sock, SocketAddr, Vec<u8>),
+}
+
+enum WriteMsg {
+    Bytes(Vec<u8>),
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    /// Waiting for a first byte (or the bind delay) and a session.
+    Held,
+    /// Realm requested on a session.
+    Binding(SessionId),
+    Open(SessionId),
+}
+
+struct Client {
+    listener: usize,
+    peer: SocketAddr,
+    state: ClientState,
+    accepted: Instant,
+    /// Bytes read before the realm opened.
+    early: Vec<u8>,
+    eof: bool,
+    /// Total permits handed to the reader, and bytes it delivered.
+    given: u64,
+    consumed: u64,
+    credits: Arc<Semaphore>,
+    writer: mpsc::Sender<WriteMsg>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+enum SessionState {
+    Handshaking(Box<Handshake>),
+    Ready {
+        tunnel: TunnelSession,
+        sock: Sock,
+        peer: SocketAddr,
+    },
+}
+
+struct Session {
+    socks: [Arc<UdpSocket>; 2],
+    local: [SocketAddr; 2],
+    state: SessionState,
+    lease: Option<(SocketAddr, String)>,
+    started: Instant,
+    cloud: usize,
+    recv_tasks: [JoinHandle<()>; 2],
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn sock_index(sock: Sock) -> usize {
+    match sock {
+        Sock::Device => 0,
+        Sock::Relay => 1,
+    }
+}
+
+struct Driver {
+    opts: TunnelOptions,
+    tx: mpsc::UnboundedSender<Msg>,
+    clients: BTreeMap<ClientId, Client>,
+    sessions: BTreeMap<SessionId, Session>,
+    next_client: ClientId,
+    next_session: SessionId,
+    /// Index into `opts.clouds` of the cloud that knows the device.
+    cloud: usize,
+    ever_ready: bool,
+    backoff: Duration,
+    next_attempt: Instant,
+    remote_rtsp: u16,
+    status: mpsc::UnboundedSender<Status>,
+    fatal: Option<TunnelError>,
+    seed: u64,
+}
+
+/// Runs the tunnel until `shutdown` resolves (exit 0) or the first session
+/// fails for a reason retrying cannot fix (an error).
+pub async fn run(
+    opts: TunnelOptions,
+    shutdown: impl Future<Output = ()>,
+    status: mpsc::UnboundedSender<Status>,
+) -> Result<(), TunnelError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut listening = Vec::new();
+    let mut accept_tasks = Vec::new();
+    for (i, spec) in opts.ports.iter().enumerate() {
+        let addr = SocketAddr::new(spec.bind, spec.local);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TunnelError::Listen { addr, source })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!("listening on {bound} → device port {}", describe_remote(spec.remote));
+        listening.push(bound);
+        let tx = tx.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                if tx.send(Msg::Accepted(i, stream, peer)).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    let _ = status.send(Status::Listening(listening));
+    let mut driver = Driver {
+        tx,
+        clients: BTreeMap::new(),
+        sessions: BTreeMap::new(),
+        next_client: 1,
+        next_session: 1,
+        cloud: 0,
+        ever_ready: false,
+        backoff: Duration::from_secs(1),
+        next_attempt: Instant::now(),
+        remote_rtsp: 554,
+        status,
+        fatal: None,
+        seed: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7),
+        opts,
+    };
+    tokio::pin!(shutdown);
+    driver.maintain(Instant::now()).await;
+    loop {
+        if let Some(err) = driver.fatal.take() {
+            for t in accept_tasks {
+                t.abort();
+            }
+            return Err(err);
+        }
+        let wake = driver.next_wake();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(msg) = rx.recv() => driver.on_msg(msg).await,
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let now = Instant::now();
+        driver.on_timers(now);
+        driver.maintain(now).await;
+        driver.flush(now).await;
+    }
+    for t in accept_tasks {
+        t.abort();
+    }
+    driver.shutdown().await;
+    Ok(())
+}
+
+fn describe_remote(r: RemotePort) -> String {
+    match r {
+        RemotePort::Rtsp => "RTSP".to_string(),
+        RemotePort::Port(p) => p.to_string(),
+    }
+}
+
+impl Driver {
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + Duration::from_secs(1);
+        for s in self.sessions.values() {
+            let t = match &s.state {
+                SessionState::Handshaking(h) => h.next_timeout(),
+                SessionState::Ready { tunnel, .. } => tunnel.next_timeout(),
+            };
+            if let Some(t) = t {
+                wake = wake.min(t);
+            }
+        }
+        if self.clients.values().any(|c| c.state == ClientState::Held) {
+            wake = wake.min(now + Duration::from_millis(50));
+        }
+        wake.max(now)
+    }
+
+    async fn on_msg(&mut self, msg: Msg) {
+        let now = Instant::now();
+        match msg {
+            Msg::Accepted(listener, stream, peer) => self.accept(now, listener, stream, peer),
+            Msg::ClientBytes(id, bytes) => {
+                let Some(c) = self.clients.get_mut(&id) else { return };
+                c.consumed += bytes.len() as u64;
+                match c.state {
+                    ClientState::Open(sid) => {
+                        if let Some(SessionState::Ready { tunnel, .. }) =
+                            self.sessions.get_mut(&sid).map(|s| &mut s.state)
+                        {
+                            tunnel.client_data(id, &bytes);
+                        }
+                    }
+                    _ => c.early.extend_from_slice(&bytes),
+                }
+            }
+            Msg::ClientEof(id) | Msg::ClientGone(id) => self.client_finished(now, id),
+            Msg::ClientWritten(id, n) => {
+                if let Some(ClientState::Open(sid)) = self.clients.get(&id).map(|c| c.state) {
+                    if let Some(SessionState::Ready { tunnel, .. }) =
+                        self.sessions.get_mut(&sid).map(|s| &mut s.state)
+                    {
+                        tunnel.client_consumed(n);
+                    }
+                }
+            }
+            Msg::Udp(sid, sock, from, bytes) => {
+                let Some(s) = self.sessions.get_mut(&sid) else { return };
+                let local = s.local[sock_index(sock)];
+                self.opts.recorder.record_any(from, local, &bytes);
+                match &mut s.state {
+                    SessionState::Handshaking(h) => {
+                        h.handle_datagram(now, unix_now(), sock, from, &bytes)
+                    }
+                    SessionState::Ready {
+                        tunnel,
+                        sock: ready_sock,
+                        peer,
+                    } => {
+                        if sock == *ready_sock && from == *peer {
+                            tunnel.handle_datagram(now, &bytes);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant, listener: usize, stream: TcpStream, peer: SocketAddr) {
+        let id = self.next_client;
+        self.next_client += 1;
+        let (mut read, mut write) = stream.into_split();
+        let (writer, mut writes) = mpsc::channel::<WriteMsg>(1024);
+        let credits = Arc::new(Semaphore::new(0));
+        let tx = self.tx.clone();
+        let write_task = tokio::spawn(async move {
+            while let Some(msg) = writes.recv().await {
+                match msg {
+                    WriteMsg::Bytes(b) => {
+                        if write.write_all(&b).await.is_err() {
+                            let _ = tx.send(Msg::ClientGone(id));
+                            return;
+                        }
+                        let _ = tx.send(Msg::ClientWritten(id, b.len()));
+                    }
+                    WriteMsg::Close => break,
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        let tx = self.tx.clone();
+        let sem = credits.clone();
+        let read_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                // Read only what the realm can take (per-realm flow control).
+                let Ok(permit) = sem.acquire_many(1).await else { return };
+                permit.forget();
+                let allowed = 1 + sem.available_permits().min(buf.len() - 1);
+                if let Ok(p) = sem.acquire_many((allowed - 1) as u32).await {
+                    p.forget();
+                }
+                match read.read(&mut buf[..allowed]).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Msg::ClientEof(id));
+                        return;
+                    }
+                    Ok(n) => {
+                        sem.add_permits(allowed - n);
+                        if tx.send(Msg::ClientBytes(id, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        tracing::debug!("client {id} from {peer} on listener {listener}");
+        self.clients.insert(
+            id,
+            Client {
+                listener,
+                peer,
+                state: ClientState::Held,
+                accepted: now,
+                early: Vec::new(),
+                eof: false,
+                given: 0,
+                consumed: 0,
+                credits,
+                writer,
+                tasks: [read_task, write_task],
+            },
+        );
+        self.regrant(id);
+    }
+
+    /// Hands the client's reader as many permits as its realm has room.
+    fn regrant(&mut self, id: ClientId) {
+        let Some(c) = self.clients.get(&id) else { return };
+        let room = match c.state {
+            ClientState::Open(sid) => match self.sessions.get(&sid).map(|s| &s.state) {
+                Some(SessionState::Ready { tunnel, .. }) => tunnel.client_capacity(id),
+                _ => 0,
+            },
+            _ => self.opts.tunnel.realm_queue.saturating_sub(c.early.len()),
+        };
+        let in_flight = c.given.saturating_sub(c.consumed);
+        let want = room as u64;
+        if want > in_flight {
+            let add = (want - in_flight) as usize;
+            c.credits.add_permits(add);
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.given += add as u64;
+            }
+        }
+    }
+
+    fn client_finished(&mut self, now: Instant, id: ClientId) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        c.eof = true;
+        match c.state {
+            ClientState::Open(sid) | ClientState::Binding(sid) => {
+                if let Some(SessionState::Ready { tunnel, .. }) =
+                    self.sessions.get_mut(&sid).map(|s| &mut s.state)
+                {
+                    tunnel.client_closed(now, id);
+                }
+                self.drop_client(id, false);
+            }
+            ClientState::Held => {
+                if c.early.is_empty() {
+                    // Closed before sending anything: no realm, nothing left behind.
+                    self.drop_client(id, false);
+                }
+            }
+        }
+    }
+
+    fn drop_client(&mut self, id: ClientId, abort: bool) {
+        if let Some(c) = self.clients.remove(&id) {
+            let _ = c.writer.try_send(WriteMsg::Close);
+            c.tasks[0].abort();
+            if abort {
+                c.tasks[1].abort();
+            }
+        }
+    }
+
+    fn remote_port(&self, listener: usize) -> u16 {
+        match self.opts.ports.get(listener).map(|p| p.remote) {
+            Some(RemotePort::Port(p)) => p,
+            _ => self.remote_rtsp,
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let unix = unix_now();
+        for s in self.sessions.values_mut() {
+            match &mut s.state {
+                SessionState::Handshaking(h) => h.handle_timeout(now, unix),
+                SessionState::Ready { tunnel, .. } => tunnel.handle_timeout(now),
+            }
+        }
+        let expired: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.state == ClientState::Held && now >= c.accepted + self.opts.hold_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            tracing::warn!(
+                "client {id}: no device session within {:?}; closing it",
+                self.opts.hold_timeout
+            );
+            self.drop_client(id, true);
+        }
+    }
+
+    /// Starts sessions as clients need them, and places held clients.
+    async fn maintain(&mut self, now: Instant) {
+        // Place held clients that are ready to go on sessions with room.
+        let held: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.state == ClientState::Held
+                    && (!c.early.is_empty() || c.eof || now >= c.accepted + self.opts.bind_delay)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            let Some(c) = self.clients.get(&id) else { continue };
+            let port = self.remote_port(c.listener);
+            let slot = self.sessions.iter_mut().find_map(|(sid, s)| match &mut s.state {
+                SessionState::Ready { tunnel, .. } if tunnel.can_open() => Some((*sid, tunnel)),
+                _ => None,
+            });
+            if let Some((sid, tunnel)) = slot {
+                let realm = tunnel.open(now, id, port);
+                tracing::debug!("client {id}: BIND realm 0x{realm:08x} → port {port}");
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.state = ClientState::Binding(sid);
+                }
+            }
+        }
+        // Start a session when clients wait without room, or to stay warm.
+        let waiting = self
+            .clients
+            .values()
+            .filter(|c| c.state == ClientState::Held)
+            .count();
+        let handshaking = self
+            .sessions
+            .values()
+            .filter(|s| matches!(s.state, SessionState::Handshaking(_)))
+            .count();
+        let room: usize = self
+            .sessions
+            .values()
+            .map(|s| match &s.state {
+                SessionState::Ready { tunnel, .. } if tunnel.can_open() => {
+                    self.opts.tunnel.max_realms.saturating_sub(tunnel.realms())
+                }
+                SessionState::Handshaking(_) => self.opts.tunnel.max_realms,
+                _ => 0,
+            })
+            .sum();
+        let want_new = (waiting > room || (self.opts.keep_warm && self.sessions.is_empty()))
+            && handshaking == 0
+            && self.sessions.len() < self.opts.max_sessions
+            && now >= self.next_attempt;
+        if want_new {
+            self.start_session(now).await;
+        }
+    }
+
+    async fn start_session(&mut self, now: Instant) {
+        let bind = self.opts.udp_bind;
+        let mut socks = Vec::new();
+        for _ in 0..2 {
+            match UdpSocket::bind(SocketAddr::new(bind, 0)).await {
+                Ok(s) => socks.push(Arc::new(s)),
+                Err(source) => {
+                    self.fatal = Some(TunnelError::Udp { addr: bind, source });
+                    return;
+                }
+            }
+        }
+        let local = [
+            socks[0].local_addr().unwrap_or(SocketAddr::new(bind, 0)),
+            socks[1].local_addr().unwrap_or(SocketAddr::new(bind, 0)),
+        ];
+        let sid = self.next_session;
+        self.next_session += 1;
+        let Some(cloud) = self.opts.clouds.get(self.cloud).cloned() else { return };
+        let mut config = self.opts.handshake.clone();
+        config.serial = self.opts.serial.clone();
+        config.cloud = cloud.addr;
+        config.profile = cloud.profile.clone();
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let handshake = Handshake::new(config, local[0].port(), local[1].port(), now, unix_now(), self.seed);
+        let spawn_recv = |sock: Sock, s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Msg>| {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    match s.recv_from(&mut buf).await {
+                        Ok((n, from)) => {
+                            if tx.send(Msg::Udp(sid, sock, from, buf[..n].to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                        // An ICMP error from an earlier send: not fatal (FIELD-NOTES §4.4).
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            })
+        };
+        let recv_tasks = [
+            spawn_recv(Sock::Device, socks[0].clone(), self.tx.clone()),
+            spawn_recv(Sock::Relay, socks[1].clone(), self.tx.clone()),
+        ];
+        tracing::info!(
+            "session {sid}: connecting to {} through the {} cloud ({})",
+            self.opts.serial,
+            cloud.profile.name,
+            cloud.addr
+        );
+        self.sessions.insert(
+            sid,
+            Session {
+                socks: [socks[0].clone(), socks[1].clone()],
+                local,
+                state: SessionState::Handshaking(Box::new(handshake)),
+                lease: None,
+                started: now,
+                cloud: self.cloud,
+                recv_tasks,
+            },
+        );
+    }
+
+    /// Sends what every state machine wants sent and handles their events.
+    async fn flush(&mut self, now: Instant) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in ids {
+            self.flush_session(now, sid).await;
+        }
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.regrant(id);
+        }
+    }
+
+    async fn flush_session(&mut self, now: Instant, sid: SessionId) {
+        let Some(mut s) = self.sessions.remove(&sid) else { return };
+        let mut keep = true;
+        match &mut s.state {
+            SessionState::Handshaking(h) => {
+                while let Some(t) = h.poll_transmit(now) {
+                    let i = sock_index(t.sock);
+                    if s.socks[i].send_to(&t.payload, t.to).await.is_ok() {
+                        self.opts.recorder.record_any(s.local[i], t.to, &t.payload);
+                    }
+                }
+                let mut established = None;
+                while let Some(ev) = h.poll_event() {
+                    match ev {
+                        HandshakeEvent::Stage { stage, elapsed, detail } => {
+                            tracing::info!("session {sid}: {stage:?} after {} ms: {detail}", elapsed.as_millis());
+                        }
+                        HandshakeEvent::Established(e) => established = Some(e),
+                        HandshakeEvent::Failed(err) => {
+                            keep = false;
+                            self.handshake_failed(now, sid, &s, err);
+                        }
+                    }
+                }
+                if let Some(e) = established {
+                    self.established(now, sid, &mut s, e);
+                }
+            }
+            SessionState::Ready { tunnel, sock, peer } => {
+                let i = sock_index(*sock);
+                while let Some(d) = tunnel.poll_transmit(now) {
+                    if s.socks[i].send_to(&d, *peer).await.is_ok() {
+                        self.opts.recorder.record_any(s.local[i], *peer, &d);
+                    }
+                }
+                while let Some(ev) = tunnel.poll_event() {
+                    match ev {
+                        TunnelEvent::Opened { client, realm } => {
+                            let early = self.clients.get_mut(&client).map(|c| {
+                                c.state = ClientState::Open(sid);
+                                std::mem::take(&mut c.early)
+                            });
+                            if let Some(early) = early {
+                                tracing::info!("session {sid}: realm 0x{realm:08x} open for client {client}");
+                                tunnel.client_data(client, &early);
+                                if self.clients.get(&client).is_some_and(|c| c.eof) {
+                                    tunnel.client_closed(now, client);
+                                }
+                            } else {
+                                tunnel.client_closed(now, client);
+                            }
+                        }
+                        TunnelEvent::BindFailed { client, reason } => {
+                            match reason {
+                                BindFailure::SessionEnded => {}
+                                other => tracing::warn!(
+                                    "session {sid}: client {client}: the device did not open the realm ({other:?})"
+                                ),
+                            }
+                            if reason == BindFailure::SessionEnded {
+                                // Give it another chance on another session.
+                                if let Some(c) = self.clients.get_mut(&client) {
+                                    c.state = ClientState::Held;
+                                }
+                            } else {
+                                self.drop_client(client, true);
+                            }
+                        }
+                        TunnelEvent::Data { client, bytes } => {
+                            let Some(c) = self.clients.get(&client) else { continue };
+                            if c.writer.try_send(WriteMsg::Bytes(bytes)).is_err() {
+                                // One slow client must not stall the others (FIELD-NOTES §4.5).
+                                tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
+                                tunnel.client_closed(now, client);
+                                self.drop_client(client, true);
+                            }
+                        }
+                        TunnelEvent::Closed { client, bytes_in, bytes_out } => {
+                            tracing::info!(
+                                "session {sid}: realm of client {client} closed by the device ({bytes_in} B sent, {bytes_out} B received)"
+                            );
+                            self.drop_client(client, false);
+                        }
+                        TunnelEvent::Retired => {
+                            tracing::warn!("session {sid}: the device stopped granting realms; retiring this session");
+                        }
+                        TunnelEvent::Dead(reason) => {
+                            keep = false;
+                            self.session_died(now, sid, reason, tunnel);
+                        }
+                    }
+                }
+                // A retired session without realms has nothing left to do.
+                if tunnel.is_retired() && tunnel.realms() == 0 {
+                    keep = false;
+                }
+            }
+        }
+        if keep {
+            self.sessions.insert(sid, s);
+        } else {
+            for t in &s.recv_tasks {
+                t.abort();
+            }
+            self.unbind(&s).await;
+        }
+    }
+
+    fn established(&mut self, now: Instant, sid: SessionId, s: &mut Session, e: Established) {
+        let (path, peer) = match e.path {
+            EstablishedPath::Direct { device, .. } => (format!("direct to {device}"), device),
+            EstablishedPath::Relay { agent } => (format!("relayed by {agent}"), agent),
+        };
+        if let Some(port) = e.device_info.as_ref().and_then(|i| i.rtspport) {
+            self.remote_rtsp = port;
+        }
+        tracing::info!(
+            "session {sid}: ready, {path}, in {} ms",
+            now.saturating_duration_since(s.started).as_millis()
+        );
+        if !self.ever_ready {
+            let cloud = &self.opts.clouds[s.cloud];
+            if s.cloud != 0 {
+                tracing::info!("the {} cloud knows {}", cloud.profile.name, self.opts.serial);
+            }
+        }
+        self.ever_ready = true;
+        self.backoff = Duration::from_secs(1);
+        s.lease = e.lease.map(|l| (l.relay, l.token));
+        self.seed = self.seed.wrapping_add(1);
+        let tunnel = TunnelSession::new(self.opts.tunnel.clone(), e.session, self.seed);
+        s.state = SessionState::Ready {
+            tunnel,
+            sock: e.sock,
+            peer,
+        };
+        let _ = self.status.send(Status::Ready {
+            path,
+            remote_rtsp: self.remote_rtsp,
+        });
+    }
+
+    fn handshake_failed(&mut self, now: Instant, sid: SessionId, s: &Session, err: HandshakeError) {
+        let not_found = matches!(err, HandshakeError::NotFound { .. });
+        if not_found && !self.ever_ready && s.cloud + 1 < self.opts.clouds.len() {
+            self.cloud = s.cloud + 1;
+            tracing::warn!(
+                "session {sid}: {err}; trying the {} cloud",
+                self.opts.clouds[self.cloud].profile.name
+            );
+            self.next_attempt = now;
+            return;
+        }
+        if !self.ever_ready && err.is_permanent() {
+            tracing::error!("{err}");
+            self.fatal = Some(TunnelError::Handshake(err));
+            return;
+        }
+        tracing::warn!("session {sid}: {err}; retrying in {} s", self.backoff.as_secs());
+        self.next_attempt = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
+        let _ = sid;
+    }
+
+    fn session_died(&mut self, now: Instant, sid: SessionId, reason: DeadReason, tunnel: &TunnelSession) {
+        let stats = tunnel.ptcp_stats();
+        tracing::warn!(
+            "session {sid}: lost the device ({reason:?}; {} datagrams in, {} out, {} resent); reconnecting",
+            stats.datagrams_in,
+            stats.datagrams_out,
+            stats.retransmits
+        );
+        // Its clients are closed cleanly: their device side is gone.
+        let orphaned: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ClientState::Open(s) if s == sid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphaned {
+            self.drop_client(id, false);
+        }
+        // After a silent death the device still holds the old session;
+        // give it a moment before competing with it (FIELD-NOTES §4.6).
+        self.next_attempt = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
+    }
+
+    /// `/relay/unbind/{token}` to the relay, from the leasing socket (FIELD-NOTES C12).
+    async fn unbind(&self, s: &Session) {
+        let Some((relay, token)) = &s.lease else { return };
+        let Some(cloud) = self.opts.clouds.get(s.cloud) else { return };
+        let created = format_created_utc(unix_now()).unwrap_or_default();
+        let nonce = (self.seed % 2_000_000_000).to_string();
+        let request = build_request(
+            &cloud.profile.request_style(),
+            &RequestParams {
+                path: &format!("/relay/unbind/{token}"),
+                body: "",
+                cseq: Some(i64::from(u16::MAX)),
+                auth: Some(WsseAuth {
+                    username: &cloud.profile.username,
+                    key: &cloud.profile.key,
+                    nonce: &nonce,
+                    created: &created,
+                }),
+                request_id: None,
+            },
+        )
+        .encode();
+        let i = sock_index(Sock::Relay);
+        if s.socks[i].send_to(&request, *relay).await.is_ok() {
+            self.opts.recorder.record_any(s.local[i], *relay, &request);
+        }
+    }
+
+    /// DISC every realm, wait briefly for the acknowledgements, unbind.
+    async fn shutdown(&mut self) {
+        tracing::info!("stopping: closing every realm");
+        let now = Instant::now();
+        for s in self.sessions.values_mut() {
+            if let SessionState::Ready { tunnel, .. } = &mut s.state {
+                tunnel.close_all(now);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(800);
+        loop {
+            self.flush(Instant::now()).await;
+            let quiet = self.sessions.values().all(|s| match &s.state {
+                SessionState::Ready { tunnel, .. } => tunnel.is_quiet(),
+                _ => true,
+            });
+            if quiet || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sessions = std::mem::take(&mut self.sessions);
+        for (_, s) in sessions {
+            self.unbind(&s).await;
+            for t in &s.recv_tasks {
+                t.abort();
+            }
+        }
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            self.drop_client(id, false);
+        }
+    }
+}
+
+/// Keeps `oneshot` in use for callers that want a single readiness signal.
+pub type ReadySignal = oneshot::Sender<()>;

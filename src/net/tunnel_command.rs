@@ -1,0 +1,452 @@
+//! `dhp2p tunnel` and `dhp2p demo`: flags, password handling, exit codes.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::sync::mpsc;
+
+use super::record::Recorder;
+use super::tunnel::{self, CloudCandidate, PortSpec, RemotePort, Status, TunnelError, TunnelOptions};
+use crate::codec::cloud::Dialect;
+use crate::codec::identity::{self, CloudProfile};
+use crate::emulator::command::{wait_for_signal, ListenAddr};
+use crate::session::handshake::{HandshakeConfig, HandshakeError, PathMode};
+use crate::session::ptcp::PtcpConfig;
+use crate::session::tunnel::TunnelConfig;
+
+/// Exit codes of `dhp2p tunnel` (also in `--help` and docs/TUNNEL.md).
+pub mod exit {
+    /// Stopped by SIGINT/SIGTERM after running.
+    pub const OK: u8 = 0;
+    /// Anything else: a port already in use, a network error.
+    pub const ERROR: u8 = 1;
+    /// Bad command line (clap).
+    pub const USAGE: u8 = 2;
+    /// No cloud knows the serial, or the device is offline (404).
+    pub const NOT_FOUND: u8 = 3;
+    /// The device demands credentials, or refused the ones given (403).
+    pub const AUTH: u8 = 4;
+    /// The cloud could not be reached or refused this client (timeouts, 401).
+    pub const CLOUD: u8 = 5;
+    /// A password is needed but there is no terminal to ask on.
+    pub const NO_PASSWORD: u8 = 6;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Hole punching first, the relay if that fails.
+    Auto,
+    /// Hole punching only.
+    Direct,
+    /// The relay only.
+    Relay,
+}
+
+impl From<ModeArg> for PathMode {
+    fn from(m: ModeArg) -> PathMode {
+        match m {
+            ModeArg::Auto => PathMode::Auto,
+            ModeArg::Direct => PathMode::Direct,
+            ModeArg::Relay => PathMode::Relay,
+        }
+    }
+}
+
+/// `[bind_addr:]local_port:remote_port`; remote `RTSP` means the device's
+/// rtspport from /info/device (554 when unknown).
+impl FromStr for PortSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<PortSpec, String> {
+        let (head, remote) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: expected [BIND_ADDR:]LOCAL_PORT:REMOTE_PORT"))?;
+        let remote = if remote.eq_ignore_ascii_case("rtsp") {
+            RemotePort::Rtsp
+        } else {
+            RemotePort::Port(
+                remote
+                    .parse()
+                    .map_err(|_| format!("{s:?}: remote port {remote:?} is not a port or RTSP"))?,
+            )
+        };
+        let (bind, local) = match head.rsplit_once(':') {
+            Some((addr, port)) => (
+                addr.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?,
+                port,
+            ),
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), head),
+        };
+        let local = local
+            .parse()
+            .map_err(|_| format!("{s:?}: local port {local:?} is not a port number"))?;
+        Ok(PortSpec { bind, local, remote })
+    }
+}
+
+const TUNNEL_AFTER_HELP: &str = "\
+Examples:
+  dhp2p tunnel ABC123456789XYZ
+      RTSP on rtsp://127.0.0.1:1554/… (the device's own RTSP port behind it)
+  dhp2p tunnel ABC123456789XYZ --username admin -p 1554:RTSP -p 8080:80
+  DHP2P_PASSWORD=secret dhp2p tunnel ABC123456789XYZ --username admin --cloud dmss
+  ffplay 'rtsp://admin:PASS@127.0.0.1:1554/cam/realmonitor?channel=1&subtype=0'
+
+Every accepted TCP connection is its own realm; more device sessions open
+when one is full. Listening ports stay open while the device is away, and
+the tunnel reconnects by itself. Status lines go to stderr (-q, -v,
+RUST_LOG, --json-log).
+
+Exit codes:
+  0  stopped by SIGINT/SIGTERM
+  1  other error (a port in use, a network error)
+  2  usage error
+  3  the device is unknown to every cloud tried, or offline (404)
+  4  the device requires authentication, or refused the credentials (403)
+  5  the cloud could not be reached or refused this client (timeout, 401)
+  6  a password is needed and there is no terminal to ask on
+See docs/TUNNEL.md for go2rtc, Frigate and Home Assistant set-ups and troubleshooting.";
+
+/// Flags of `dhp2p tunnel`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = TUNNEL_AFTER_HELP)]
+pub struct TunnelArgs {
+    /// Serial number of the camera or NVR (as printed on it or in the app).
+    pub serial: String,
+    /// Which cloud to ask: easy4ip (default), easy4ip-retired, amcrest, dmss,
+    /// or HOST:PORT. Unless one is given, a 404 makes dhp2p try the others.
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Request dialect, overriding the cloud profile's (legacy DH*, sdk NF*).
+    #[arg(long, value_parser = parse_dialect)]
+    pub dialect: Option<Dialect>,
+    /// Device user name, for devices that demand authentication.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Device password (prefer DHP2P_PASSWORD or the prompt: command lines
+    /// are visible to other users).
+    #[arg(long, env = "DHP2P_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// [BIND_ADDR:]LOCAL_PORT:REMOTE_PORT, repeatable. REMOTE_PORT `RTSP`
+    /// means the device's RTSP port. Default 127.0.0.1:1554:RTSP.
+    #[arg(short = 'p', long = "port", value_name = "[ADDR:]LOCAL:REMOTE")]
+    pub ports: Vec<PortSpec>,
+    /// auto: hole punching, then the relay if that fails; direct; relay.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: ModeArg,
+    /// Skip the sign exchange (relay lease → 0x17 → 0x19); some devices,
+    /// like those set up by the DMSS app, do not need it.
+    #[arg(long)]
+    pub no_sign: bool,
+    /// Realms one device session carries before another opens (8 is a guess).
+    #[arg(long, default_value_t = 8)]
+    pub max_realms: usize,
+    /// Most device sessions at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_sessions: usize,
+    /// Seconds without any datagram from the device before the session is
+    /// declared lost and rebuilt.
+    #[arg(long, default_value_t = 10)]
+    pub idle_timeout: u64,
+    /// Seconds between our heartbeats (5, as the original; the SDK uses 10).
+    #[arg(long, default_value_t = 5)]
+    pub heartbeat: u64,
+    /// Seconds a client that connects early may wait for the device.
+    #[arg(long, default_value_t = 15)]
+    pub hold_timeout: u64,
+    /// Local address of the UDP sockets.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub udp_bind: IpAddr,
+    /// Write the session's datagrams as pcap (contains authentication material).
+    #[arg(long, value_name = "FILE.pcap")]
+    pub record: Option<PathBuf>,
+    /// Serve the same pcap stream live over TCP (a bare port means 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub tap: Option<ListenAddr>,
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    s.parse()
+}
+
+/// The clouds to try, resolved, in order.
+async fn clouds(spec: Option<&str>, dialect: Option<Dialect>) -> anyhow::Result<Vec<CloudCandidate>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let profiles: Vec<CloudProfile> = match spec {
+        Some(s) => vec![identity::resolve(s)?],
+        None => {
+            let mut all = identity::profiles();
+            // The retired pair draws 401/403 nowadays (FIELD-NOTES C7): last.
+            all.sort_by_key(|p| p.name == "easy4ip-retired");
+            all
+        }
+    };
+    let mut out = Vec::new();
+    for profile in profiles {
+        let mut profile = profile.with_overrides(env)?;
+        if let Some(d) = dialect {
+            profile.dialect = d;
+        }
+        let target = profile.address();
+        match tokio::net::lookup_host(target.as_str()).await {
+            Ok(mut addrs) => {
+                if let Some(addr) = addrs.find(SocketAddr::is_ipv4) {
+                    out.push(CloudCandidate { profile, addr });
+                }
+            }
+            Err(e) => tracing::warn!("cannot resolve the {} cloud ({target}): {e}", profile.name),
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no cloud address could be resolved: check the network or --cloud");
+    Ok(out)
+}
+
+/// The password: flag or environment, else a prompt on a terminal.
+fn password(args: &TunnelArgs) -> Result<Option<(String, String)>, u8> {
+    let Some(user) = args.username.clone() else {
+        return Ok(None);
+    };
+    if let Some(p) = args.password.clone() {
+        return Ok(Some((user, p)));
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "dhp2p: --username {user} needs a password: set DHP2P_PASSWORD or pass --password (no terminal to ask on)"
+        );
+        return Err(exit::NO_PASSWORD);
+    }
+    match rpassword::prompt_password(format!("Password for {user}: ")) {
+        Ok(p) => Ok(Some((user, p))),
+        Err(e) => {
+            eprintln!("dhp2p: cannot read the password: {e}");
+            Err(exit::NO_PASSWORD)
+        }
+    }
+}
+
+/// Builds the driver options from the flags.
+pub async fn options(args: &TunnelArgs, credentials: Option<(String, String)>) -> anyhow::Result<TunnelOptions> {
+    let clouds = clouds(args.cloud.as_deref(), args.dialect).await?;
+    let ptcp = PtcpConfig {
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        heartbeat: Some(Duration::from_secs(args.heartbeat.max(1))),
+        ..PtcpConfig::default()
+    };
+    let mut handshake = HandshakeConfig::new(
+        args.serial.clone(),
+        clouds[0].addr,
+        clouds[0].profile.clone(),
+    );
+    handshake.credentials = credentials;
+    handshake.mode = args.mode.into();
+    handshake.use_sign = !args.no_sign;
+    handshake.ptcp = ptcp;
+    let (recorder, tap) = Recorder::start(args.record.clone(), args.tap.map(|t| t.0)).await?;
+    if recorder.is_enabled() {
+        tracing::warn!("captures contain authentication material: share them with care");
+    }
+    if let Some(tap) = tap {
+        tracing::info!("live capture on tcp://{tap}");
+    }
+    let ports = if args.ports.is_empty() {
+        vec![PortSpec {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local: 1554,
+            remote: RemotePort::Rtsp,
+        }]
+    } else {
+        args.ports.clone()
+    };
+    Ok(TunnelOptions {
+        serial: args.serial.clone(),
+        clouds,
+        handshake,
+        tunnel: TunnelConfig {
+            max_realms: args.max_realms.max(1),
+            ..TunnelConfig::default()
+        },
+        ports,
+        udp_bind: args.udp_bind,
+        hold_timeout: Duration::from_secs(args.hold_timeout),
+        bind_delay: Duration::from_millis(300),
+        max_sessions: args.max_sessions.max(1),
+        keep_warm: true,
+        max_backoff: Duration::from_secs(30),
+        recorder,
+    })
+}
+
+/// The exit code for a tunnel that stopped with an error.
+pub fn exit_code(err: &TunnelError) -> u8 {
+    match err {
+        TunnelError::Handshake(h) => match h {
+            HandshakeError::NotFound { .. } => exit::NOT_FOUND,
+            HandshakeError::AuthRequired { .. } | HandshakeError::BadCredentials { .. } => exit::AUTH,
+            _ => exit::CLOUD,
+        },
+        _ => exit::ERROR,
+    }
+}
+
+/// `dhp2p tunnel`: runs until SIGINT/SIGTERM. Returns the exit code.
+pub async fn run(args: TunnelArgs) -> u8 {
+    let credentials = match password(&args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let opts = match options(&args, credentials).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("dhp2p: {e:#}");
+            return exit::ERROR;
+        }
+    };
+    let recorder = opts.recorder.clone();
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(s) = status_rx.recv().await {
+            if let Status::Ready { path, .. } = s {
+                tracing::debug!("ready ({path})");
+            }
+        }
+    });
+    let result = tunnel::run(opts, wait_for_signal(), status_tx).await;
+    printer.abort();
+    let _ = recorder.finish().await;
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("dhp2p: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+const DEMO_AFTER_HELP: &str = "\
+Runs the emulator (a fake cloud and camera) and a tunnel to it in one
+process, on free loopback ports. Once the tunnel is up it prints the RTSP
+URL alone on one stdout line, then commands to play it:
+
+  rtsp://admin:admin@127.0.0.1:PORT/cam/realmonitor?channel=1&subtype=0
+  ffplay -rtsp_transport tcp \"rtsp://…\"
+  vlc \"rtsp://…\"
+
+Stop it with Ctrl-C.";
+
+/// Flags of `dhp2p demo`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = DEMO_AFTER_HELP)]
+pub struct DemoArgs {
+    /// Local RTSP port of the tunnel (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// auto, direct or relay (the emulator allows all three).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: ModeArg,
+    /// Percent of PTCP datagrams the emulated network loses (each way).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+}
+
+/// `dhp2p demo`: emulator + tunnel, prints the URL, runs until a signal.
+pub async fn demo(args: DemoArgs) -> u8 {
+    use crate::emulator::driver::{self as emu_driver, DriverOptions};
+    use crate::emulator::EmulatorConfig;
+    use crate::net::faults::FaultConfig;
+    let config = EmulatorConfig::default();
+    let serial = config.serials[0].clone();
+    let (user, pass) = (config.username.clone(), config.password.clone());
+    let faults = FaultConfig {
+        loss_pct: args.loss,
+        ..FaultConfig::none()
+    };
+    if let Err(e) = faults.validate() {
+        eprintln!("dhp2p: {e}");
+        return exit::USAGE;
+    }
+    let emu = match emu_driver::start(
+        config,
+        DriverOptions {
+            faults,
+            ..DriverOptions::default()
+        },
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("dhp2p: cannot start the emulator: {e}");
+            return exit::ERROR;
+        }
+    };
+    let profile = match identity::resolve(&emu.addrs.cloud.to_string()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dhp2p: {e}");
+            return exit::ERROR;
+        }
+    };
+    let clouds = vec![CloudCandidate {
+        profile: profile.clone(),
+        addr: emu.addrs.cloud,
+    }];
+    let mut handshake = HandshakeConfig::new(serial.clone(), emu.addrs.cloud, profile);
+    handshake.credentials = Some((user.clone(), pass.clone()));
+    handshake.mode = args.mode.into();
+    let opts = TunnelOptions {
+        serial,
+        clouds,
+        handshake,
+        tunnel: TunnelConfig::default(),
+        ports: vec![PortSpec {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local: args.port,
+            remote: RemotePort::Rtsp,
+        }],
+        udp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        hold_timeout: Duration::from_secs(15),
+        bind_delay: Duration::from_millis(300),
+        max_sessions: 8,
+        keep_warm: true,
+        max_backoff: Duration::from_secs(5),
+        recorder: Recorder::disabled(),
+    };
+    let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        let mut port = None;
+        let mut printed = false;
+        while let Some(s) = status_rx.recv().await {
+            match s {
+                Status::Listening(addrs) => port = addrs.first().map(|a| a.port()),
+                Status::Ready { .. } if !printed => {
+                    let Some(port) = port else { continue };
+                    let url = format!(
+                        "rtsp://{user}:{pass}@127.0.0.1:{port}/cam/realmonitor?channel=1&subtype=0"
+                    );
+                    println!("{url}");
+                    println!("ffplay -rtsp_transport tcp \"{url}\"");
+                    println!("vlc \"{url}\"");
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                    printed = true;
+                }
+                _ => {}
+            }
+        }
+    });
+    let result = tunnel::run(opts, wait_for_signal(), status_tx).await;
+    printer.abort();
+    emu.stop().await;
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("dhp2p: {e}");
+            exit_code(&e)
+        }
+    }
+}
