@@ -87,7 +87,9 @@ impl Pair {
             .bodies
             .iter()
             .filter_map(|b| match Body::decode(b) {
-                Ok(Body::Bind { realm, port, .. }) if port == 554 => Some(realm),
+                Ok(Body::Bind {
+                    realm, port: 554, ..
+                }) => Some(realm),
                 _ => None,
             })
             .collect()
