@@ -6,11 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::media::{ffprobe_command, framemd5, run_with_timeout, stream_info, StreamInfo};
 use dhp2p::emulator::clip::{nal_type, Clip, ClipError, BUILTIN_CLIP};
 use dhp2p::emulator::rtsp::digest::{
     digest_response, ha1, ha2, DigestAuthorization, DigestInput, QopAuth,
@@ -61,78 +62,8 @@ fn url(addr: SocketAddr, user: &str, password: &str) -> String {
     format!("rtsp://{user}:{password}@{addr}{PATH}")
 }
 
-/// Runs `cmd` and kills it if it has not finished after `limit`, failing the
-/// test then, so a misbehaving server never hangs the suite.
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-            panic!("{cmd:?} still running after {limit:?}; killed. stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    }
-}
-
-fn ffprobe() -> std::path::PathBuf {
-    common::require_program("ffprobe", "ffmpeg")
-}
-
-fn ffmpeg() -> std::path::PathBuf {
-    common::require_program("ffmpeg", "ffmpeg")
-}
-
-/// The `hash` column of every frame line of `-f framemd5` output.
-fn frame_hashes(framemd5: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(framemd5)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_string()))
-        .collect()
-}
-
 fn assert_stream_info(out: &Output) {
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
-    let streams = json["streams"].as_array().expect("streams array");
-    assert_eq!(streams.len(), 1, "one video track: {json}");
-    let video = &streams[0];
-    assert_eq!(video["codec_name"], "h264");
-    assert_eq!(video["width"], 640);
-    assert_eq!(video["height"], 360);
-    assert_eq!(video["r_frame_rate"], "25/1");
+    assert_eq!(stream_info(out), StreamInfo::h264(640, 360, "25/1"));
 }
 
 /// A minimal blocking RTSP client for scripted conversations.
@@ -1280,34 +1211,19 @@ fn logs_never_show_the_password_or_authorization() {
 
 #[test]
 fn ffprobe_over_tcp_sees_640x360_h264_at_25fps() {
-    let ffprobe = ffprobe();
     let (_rt, addr) = start_server(config(false));
-    let out = run_with_timeout(
-        Command::new(ffprobe)
-            .args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-show_streams",
-                "-of",
-                "json",
-            ])
-            .arg(url(addr, USER, PASSWORD)),
-        Duration::from_secs(30),
-    );
+    let out = run_with_timeout(&mut ffprobe_command(&url(addr, USER, PASSWORD)), 30);
     assert_stream_info(&out);
 }
 
 #[test]
 fn ffprobe_default_transport_falls_back_to_tcp_after_461() {
-    let ffprobe = ffprobe();
     let (_rt, addr) = start_server(config(false));
     let out = run_with_timeout(
-        Command::new(ffprobe)
+        Command::new(common::require_program("ffprobe", "ffmpeg"))
             .args(["-v", "error", "-show_streams", "-of", "json"])
             .arg(url(addr, USER, PASSWORD)),
-        Duration::from_secs(30),
+        30,
     );
     assert_stream_info(&out);
     // ffmpeg logs the refused UDP SETUP before retrying over TCP.
@@ -1317,21 +1233,10 @@ fn ffprobe_default_transport_falls_back_to_tcp_after_461() {
 
 #[test]
 fn ffprobe_with_a_wrong_password_gets_401() {
-    let ffprobe = ffprobe();
     let (_rt, addr) = start_server(config(false));
     let out = run_with_timeout(
-        Command::new(ffprobe)
-            .args([
-                "-v",
-                "error",
-                "-rtsp_transport",
-                "tcp",
-                "-show_streams",
-                "-of",
-                "json",
-            ])
-            .arg(url(addr, USER, "not-the-password")),
-        Duration::from_secs(30),
+        &mut ffprobe_command(&url(addr, USER, "not-the-password")),
+        30,
     );
     assert!(!out.status.success(), "ffprobe must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1343,34 +1248,22 @@ fn ffprobe_with_a_wrong_password_gets_401() {
 
 #[test]
 fn ffmpeg_decodes_every_frame_of_the_clip_once() {
-    let ffmpeg = ffmpeg();
     let (_rt, addr) = start_server(config(true));
     let clip_path = common::repo_root().join("assets/clip.h264");
-    let reference = run_with_timeout(
-        Command::new(&ffmpeg)
-            .args(["-v", "error", "-i"])
-            .arg(&clip_path)
-            .args(["-fps_mode", "passthrough", "-f", "framemd5", "-"]),
-        Duration::from_secs(30),
-    );
-    assert!(
-        reference.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reference.stderr)
-    );
-    let streamed = run_with_timeout(
-        Command::new(&ffmpeg)
-            .args(["-v", "error", "-rtsp_transport", "tcp", "-i"])
-            .arg(url(addr, USER, PASSWORD))
-            .args(["-fps_mode", "passthrough", "-f", "framemd5", "-"]),
-        Duration::from_secs(30),
-    );
-    assert!(
-        streamed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&streamed.stderr)
-    );
-    let expected = frame_hashes(&reference.stdout);
+    let expected = framemd5([
+        "-i".as_ref(),
+        clip_path.as_os_str(),
+        "-fps_mode".as_ref(),
+        "passthrough".as_ref(),
+    ]);
+    let streamed = framemd5([
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        &url(addr, USER, PASSWORD),
+        "-fps_mode",
+        "passthrough",
+    ]);
     assert_eq!(expected.len(), 50, "reference decode has all 50 frames");
-    assert_eq!(frame_hashes(&streamed.stdout), expected);
+    assert_eq!(streamed, expected);
 }
