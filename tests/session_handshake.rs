@@ -82,8 +82,8 @@ enum ClientSide {
     },
 }
 
-/// Rewrites agent→client datagrams in flight (a man in the middle).
-type Tamper = fn(&mut [u8]);
+/// Rewrites emulator→client datagrams in flight (a man in the middle).
+type Tamper = fn(Role, &mut Vec<u8>);
 
 struct World {
     start: Instant,
@@ -97,7 +97,7 @@ struct World {
     rng: SmallRng,
     loss: f64,
     dup: f64,
-    tamper_agent: Option<Tamper>,
+    tamper: Option<Tamper>,
     /// Answer the emulator's TCP connects (a service that accepts).
     accept_tcp: bool,
     sent: Vec<Sent>,
@@ -145,7 +145,7 @@ impl World {
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
             loss: 0.0,
             dup: 0.0,
-            tamper_agent: None,
+            tamper: None,
             accept_tcp: false,
             sent: Vec::new(),
             delivered: Vec::new(),
@@ -248,10 +248,8 @@ impl World {
             while let Some(t) = self.emu.poll_transmit() {
                 moved = true;
                 let mut payload = t.payload;
-                if t.from == Role::Agent {
-                    if let Some(tamper) = self.tamper_agent {
-                        tamper(&mut payload);
-                    }
+                if let Some(tamper) = self.tamper {
+                    tamper(t.from, &mut payload);
                 }
                 let from = match t.from {
                     Role::Cloud => role_addrs().cloud,
@@ -728,11 +726,9 @@ fn events_and_config_never_show_secrets() {
     c.credentials = Some(("admin".into(), PASSWORD.into()));
     assert!(!format!("{c:?}").contains(PASSWORD));
     assert!(!format!("{c:?}").contains(&identity::default_profile().key));
-    // Capture the sign as it passes (0x18 from the agent).
-    fn no_op(_: &mut [u8]) {}
     let mut w = World::new(auth_required(), c);
-    w.tamper_agent = Some(no_op);
     w.run_established(Duration::from_secs(15));
+    // The sign as it passed from the agent (0x18), and every DevAuth sent.
     let sign = w
         .delivered
         .iter()
@@ -1159,18 +1155,72 @@ fn stray_datagrams_on_both_sockets_are_skipped() {
 }
 
 #[test]
+fn a_lan_candidate_wins_when_the_public_address_is_dead() {
+    // The channel answer names an unreachable PubAddr and a comma list of
+    // LAN addresses whose last one is the device (docs/PROTOCOL.md §3.5).
+    fn rewrite_channel(from: Role, datagram: &mut Vec<u8>) {
+        let text = String::from_utf8_lossy(datagram).into_owned();
+        if from == Role::Cloud && text.contains("Server Nat Info!") {
+            let device = role_addrs().device.to_string();
+            *datagram = text
+                .replace(
+                    &format!("<LocalAddr>{device}</LocalAddr>"),
+                    "<LocalAddr>172.16.9.9,10.0.0.5:37001</LocalAddr>",
+                )
+                .replace(
+                    &format!("<PubAddr>{device}</PubAddr>"),
+                    "<PubAddr>203.0.113.9:40000</PubAddr>",
+                )
+                .into_bytes();
+        }
+    }
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.tamper = Some(rewrite_channel);
+    let e = w.run_established(Duration::from_secs(15));
+    assert_eq!(direct_device(e), (role_addrs().device, Candidate::Lan));
+    assert_eq!(
+        e.local_addrs,
+        [addr("172.16.9.9:37001"), role_addrs().device]
+    );
+    // All three candidates were punched at once.
+    let first_round: Vec<SocketAddr> = w
+        .sent
+        .iter()
+        .filter(|s| kind_of(&s.payload) == Kind::Punch)
+        .take(3)
+        .map(|s| s.to)
+        .collect();
+    assert_eq!(
+        first_round,
+        [
+            addr("203.0.113.9:40000"),
+            addr("172.16.9.9:37001"),
+            role_addrs().device
+        ]
+    );
+    assert!(w
+        .details()
+        .contains("punch: LAN 10.0.0.5:37001 answered in"));
+}
+
+#[test]
 fn a_refused_sign_fails_fast_with_no_auth_reply() {
     // A man in the middle changes the sign in the agent's 0x18: the device
     // then never answers 0x19.
-    fn spoil_sign(datagram: &mut [u8]) {
-        if datagram.len() > 36 && datagram.starts_with(b"PTCP") && datagram[24] == 0x18 {
+    #[allow(clippy::ptr_arg)] // the router's hook type; others change lengths
+    fn spoil_sign(from: Role, datagram: &mut Vec<u8>) {
+        if from == Role::Agent
+            && datagram.len() > 36
+            && datagram.starts_with(b"PTCP")
+            && datagram[24] == 0x18
+        {
             for b in &mut datagram[36..] {
                 *b = b.to_ascii_lowercase();
             }
         }
     }
     let mut w = World::new(EmulatorConfig::default(), config());
-    w.tamper_agent = Some(spoil_sign);
+    w.tamper = Some(spoil_sign);
     let (when, error) = w.run_failed(Duration::from_secs(15));
     assert!(
         matches!(error, HandshakeError::NoAuthReply { .. }),

@@ -11,8 +11,9 @@
 //!    the serial `/relay/agent` and `/relay/start/{Token}`.
 //! 2. On the device socket: p2p-channel (with device auth when credentials
 //!    are given), `100 Trying`, then `200 Server Nat Info!`.
-//! 3. relay-channel (after the channel answer, whose nonce it reuses), the
-//!    agent's notification, the agent PTCP session: SYN, then 0x17 → sign.
+//! 3. relay-channel once the lease is started (with device auth only after
+//!    the channel answer, whose nonce its auth block reuses), the agent's
+//!    notification, the agent PTCP session: SYN, then 0x17 → sign.
 //! 4. Punching on the device socket to `PubAddr` and every LAN address at
 //!    once; the first candidate to answer wins; one 12-byte confirm; the
 //!    device PTCP session: SYN, then 0x19 + sign → 0x1A → 0x1B → ACK.
@@ -20,10 +21,16 @@
 //!    session (DH-P2P §6.8).
 //!
 //! Cloud requests are resent with the same CSeq and fresh WSSE nonce and
-//! `Created` after `first_wait`, doubling up to `max_wait`, and the whole
-//! early flow is capped by `stage_cap` (FIELD-NOTES §2.2, §2.5). A 401
-//! corrects the clock offset from the server's time and retries under a new
-//! CSeq, so that a duplicate of the old 401 cannot count twice.
+//! `Created` after `first_wait`, doubling up to `max_wait` (after p2p-channel's
+//! `100 Trying`, only after twice `max_wait`), and the whole early flow is
+//! capped by `stage_cap` (FIELD-NOTES §2.2, §2.5). A 401 corrects the clock
+//! offset from the server's time and retries under a new CSeq, so that a
+//! duplicate of the old 401 cannot count twice; 401s to requests sent before
+//! the correction cost no retry.
+//!
+//! Answers are matched by CSeq where the server echoes it, else by socket and
+//! source; anything else arriving on either socket (stray STUN, PTCP, text)
+//! is counted in [`Handshake::skipped`] and dropped.
 //!
 //! No sockets, no clock, no global randomness: `now` and the Unix time come
 //! with every call, and nonces, Identify, transaction IDs and CSeqs come
@@ -229,6 +236,8 @@ pub struct Handshake {
     fallback: bool,
     // Direct leg.
     early_punches: Vec<(SocketAddr, PunchMessage)>,
+    /// Every address the device may punch from (kept after the punch).
+    candidates: Vec<(SocketAddrV4, Candidate)>,
     punch: Option<PunchState>,
     device: Option<DeviceLeg>,
 }
@@ -292,6 +301,7 @@ impl Handshake {
             sign: None,
             fallback: false,
             early_punches: Vec::new(),
+            candidates: Vec::new(),
             punch: None,
             device: None,
         };
@@ -997,11 +1007,13 @@ impl Handshake {
             return self.on_unauthorized(now, unix, index, response);
         }
         if (100..200).contains(&code) {
-            // p2p-channel's `100 Trying`: the channel is being prepared;
-            // only a lost 200 makes asking again worthwhile.
+            // p2p-channel's `100 Trying`: the channel is being prepared and
+            // the 200 follows once the device answered the cloud. Asking
+            // again is only for a lost 200, so it waits twice as long.
             if exchange.req == Req::P2pChannel {
+                let wait = self.config.max_wait * 2;
                 if let Some(e) = self.exchanges.get_mut(index) {
-                    e.next_send = now + self.config.max_wait;
+                    e.next_send = now + wait;
                 }
             }
             return;
@@ -1330,6 +1342,7 @@ impl Handshake {
                 candidates.push((lan, Candidate::Lan, self.rng.gen()));
             }
         }
+        self.candidates = candidates.iter().map(|(a, via, _)| (*a, *via)).collect();
         self.punch = Some(PunchState {
             candidates,
             started: now,
@@ -1383,14 +1396,10 @@ impl Handshake {
     }
 
     fn candidate_of(&self, from: SocketAddr) -> Option<Candidate> {
-        if let Some(dev) = &self.device {
-            return (dev.addr == from).then_some(dev.via);
-        }
-        let p = self.punch.as_ref()?;
-        p.candidates
+        self.candidates
             .iter()
-            .find(|(a, _, _)| SocketAddr::V4(*a) == from)
-            .map(|(_, via, _)| *via)
+            .find(|(a, _)| SocketAddr::V4(*a) == from)
+            .map(|(_, via)| *via)
     }
 
     /// Answers every device Binding Request; the first candidate that sends
