@@ -1281,62 +1281,41 @@ fn an_unreachable_cloud_times_out_at_the_stage_cap() {
     );
 }
 
-#[test]
-#[ignore]
-fn debug_seed() {
-    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
-    let mut w = World::with_seed(EmulatorConfig::default(), config(), seed);
-    w.loss = 0.20;
-    w.dup = 0.05;
-    w.run(Duration::from_secs(30));
-    for s in &w.sent {
-        let kind = kind_of(&s.payload);
-        let what = match cloud::decode(&s.payload) {
-            Ok(Message::Request(r)) => format!("{} cseq={:?}", r.path, r.cseq()),
-            _ => format!(
-                "{kind:?} {}",
-                hex::encode(&s.payload[..s.payload.len().min(40)])
-            ),
-        };
-        println!("SENT {:?} {:?} -> {} {what}", s.at, s.sock, s.to);
-    }
-    for (at, sock, kind, p) in &w.delivered {
-        let what = match cloud::decode(p) {
-            Ok(Message::Response(r)) => format!("{} {} cseq={:?}", r.code, r.reason, r.cseq()),
-            _ => format!("{kind:?} {}", hex::encode(&p[..p.len().min(40)])),
-        };
-        println!("RECV {at:?} {sock:?} {what}");
-    }
-    println!("{}", w.details());
-    println!("{:?}", w.failed);
-}
-
-#[test]
-#[ignore]
-fn lossy_many_seeds() {
-    let n: u64 = std::env::var("SEEDS").map_or(1000, |v| v.parse().unwrap());
-    let loss: f64 = std::env::var("LOSS").map_or(0.2, |v| v.parse().unwrap());
+/// Runs `seeds` handshakes at `loss` (and 5% duplication) and returns the
+/// failures, as "seed: error".
+fn lossy_failures(seeds: std::ops::Range<u64>, loss: f64) -> Vec<(u64, HandshakeError)> {
     let mut failures = Vec::new();
-    let mut relayed = 0;
-    let mut worst = Duration::ZERO;
-    for seed in 0..n {
+    for seed in seeds {
         let mut w = World::with_seed(EmulatorConfig::default(), config(), seed);
         w.loss = loss;
         w.dup = 0.05;
         w.run(Duration::from_secs(40));
-        match (&w.established, &w.failed) {
-            (Some(e), _) => {
-                worst = worst.max(e.timings.last().unwrap().1);
-                if matches!(e.path, EstablishedPath::Relay { .. }) {
-                    relayed += 1;
-                }
-            }
-            (None, Some((at, e))) => failures.push(format!("seed {seed} at {at:?}: {e}")),
-            (None, None) => unreachable!(),
+        if let Some((_, e)) = w.failed {
+            failures.push((seed, e));
         }
     }
-    println!(
-        "{} failures, {relayed} relayed, worst {worst:?}: {failures:#?}",
-        failures.len()
+    failures
+}
+
+#[test]
+fn lossy_rates_over_thousands_of_seeds() {
+    // 10% loss each way: never a failure.
+    let at_10 = lossy_failures(1000..2000, 0.10);
+    assert!(at_10.is_empty(), "{at_10:?}");
+    // 20% each way makes one attempt fail 36% of the time; within the 10 s
+    // cap of the whole early flow, a run of 7 or more lost round trips on
+    // one step still ends a handful of runs in a thousand, always as a
+    // timeout naming the stage.
+    let at_20 = lossy_failures(1000..3000, 0.20);
+    assert!(
+        at_20.len() <= 30,
+        "{} of 2000 failed: {at_20:?}",
+        at_20.len()
     );
+    for (seed, e) in &at_20 {
+        assert!(
+            matches!(e, HandshakeError::Timeout { .. }),
+            "seed {seed}: {e}"
+        );
+    }
 }
