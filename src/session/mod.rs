@@ -3,5 +3,6 @@
 //! tokio drivers around them stay thin, and tests drive them with simulated
 //! time and lossy simulated links.
 
+pub mod handshake;
 pub mod ptcp;
 pub mod tunnel;
