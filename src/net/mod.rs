@@ -4,3 +4,5 @@
 
 pub mod faults;
 pub mod record;
+pub mod tunnel;
+pub mod tunnel_command;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::codec::cloud::{build_request, RequestParams, WsseAuth};
@@ -98,6 +98,8 @@ pub enum Status {
     Listening(Vec<SocketAddr>),
     /// A session is up; `remote_rtsp` is the device's RTSP port.
     Ready { path: String, remote_rtsp: u16 },
+    /// A session lost the device; the tunnel reconnects by itself.
+    Lost { reason: String },
 }
 
 type SessionId = u64;
@@ -347,7 +349,7 @@ impl Driver {
         let id = self.next_client;
         self.next_client += 1;
         let (mut read, mut write) = stream.into_split();
-        let (writer, mut writes) = mpsc::channel::<WriteMsg>(1024);
+        let (writer, mut writes) = mpsc::channel::<WriteMsg>(4096);
         let credits = Arc::new(Semaphore::new(0));
         let tx = self.tx.clone();
         let write_task = tokio::spawn(async move {
@@ -640,19 +642,22 @@ impl Driver {
                     }
                 }
                 let mut established = None;
+                let mut failed = None;
                 while let Some(ev) = h.poll_event() {
                     match ev {
                         HandshakeEvent::Stage { stage, elapsed, detail } => {
                             tracing::info!("session {sid}: {stage:?} after {} ms: {detail}", elapsed.as_millis());
                         }
-                        HandshakeEvent::Established(e) => established = Some(e),
+                        HandshakeEvent::Established(e) => established = Some(*e),
                         HandshakeEvent::Failed(err) => {
                             keep = false;
-                            self.handshake_failed(now, sid, &s, err);
+                            failed = Some(err);
                         }
                     }
                 }
-                if let Some(e) = established {
+                if let Some(err) = failed {
+                    self.handshake_failed(now, sid, s.cloud, err);
+                } else if let Some(e) = established {
                     self.established(now, sid, &mut s, e);
                 }
             }
@@ -737,9 +742,10 @@ impl Driver {
     }
 
     fn established(&mut self, now: Instant, sid: SessionId, s: &mut Session, e: Established) {
-        let (path, peer) = match e.path {
-            EstablishedPath::Direct { device, .. } => (format!("direct to {device}"), device),
-            EstablishedPath::Relay { agent } => (format!("relayed by {agent}"), agent),
+        let peer = e.peer;
+        let path = match e.path {
+            EstablishedPath::Direct { device, via } => format!("direct {device} ({via})"),
+            EstablishedPath::Relay { agent } => format!("relay {agent}"),
         };
         if let Some(port) = e.device_info.as_ref().and_then(|i| i.rtspport) {
             self.remote_rtsp = port;
@@ -770,10 +776,10 @@ impl Driver {
         });
     }
 
-    fn handshake_failed(&mut self, now: Instant, sid: SessionId, s: &Session, err: HandshakeError) {
+    fn handshake_failed(&mut self, now: Instant, sid: SessionId, cloud: usize, err: HandshakeError) {
         let not_found = matches!(err, HandshakeError::NotFound { .. });
-        if not_found && !self.ever_ready && s.cloud + 1 < self.opts.clouds.len() {
-            self.cloud = s.cloud + 1;
+        if not_found && !self.ever_ready && cloud + 1 < self.opts.clouds.len() {
+            self.cloud = cloud + 1;
             tracing::warn!(
                 "session {sid}: {err}; trying the {} cloud",
                 self.opts.clouds[self.cloud].profile.name
@@ -781,8 +787,10 @@ impl Driver {
             self.next_attempt = now;
             return;
         }
-        if !self.ever_ready && err.is_permanent() {
-            tracing::error!("{err}");
+        if !self.ever_ready {
+            // Before the tunnel ever worked, say why at once and stop: the
+            // user is watching, and retrying cannot fix a wrong serial,
+            // missing credentials or an unreachable cloud.
             self.fatal = Some(TunnelError::Handshake(err));
             return;
         }
@@ -800,6 +808,9 @@ impl Driver {
             stats.datagrams_out,
             stats.retransmits
         );
+        let _ = self.status.send(Status::Lost {
+            reason: format!("{reason:?}"),
+        });
         // Its clients are closed cleanly: their device side is gone.
         let orphaned: Vec<ClientId> = self
             .clients
@@ -878,6 +889,3 @@ impl Driver {
         }
     }
 }
-
-/// Keeps `oneshot` in use for callers that want a single readiness signal.
-pub type ReadySignal = oneshot::Sender<()>;

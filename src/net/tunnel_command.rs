@@ -193,9 +193,12 @@ async fn clouds(spec: Option<&str>, dialect: Option<Dialect>) -> anyhow::Result<
             profile.dialect = d;
         }
         let target = profile.address();
-        match tokio::net::lookup_host(target.as_str()).await {
-            Ok(mut addrs) => {
-                if let Some(addr) = addrs.find(SocketAddr::is_ipv4) {
+        let resolved = tokio::net::lookup_host(target.as_str())
+            .await
+            .map(|addrs| addrs.filter(SocketAddr::is_ipv4).collect::<Vec<_>>());
+        match resolved {
+            Ok(addrs) => {
+                if let Some(addr) = addrs.first().copied() {
                     out.push(CloudCandidate { profile, addr });
                 }
             }
@@ -287,6 +290,10 @@ pub fn exit_code(err: &TunnelError) -> u8 {
         TunnelError::Handshake(h) => match h {
             HandshakeError::NotFound { .. } => exit::NOT_FOUND,
             HandshakeError::AuthRequired { .. } | HandshakeError::BadCredentials { .. } => exit::AUTH,
+            HandshakeError::PunchFailed { .. }
+            | HandshakeError::NoAuthReply { .. }
+            | HandshakeError::RelayUnavailable { .. }
+            | HandshakeError::Protocol { .. } => exit::ERROR,
             _ => exit::CLOUD,
         },
         _ => exit::ERROR,
@@ -308,11 +315,22 @@ pub async fn run(args: TunnelArgs) -> u8 {
     };
     let recorder = opts.recorder.clone();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
+    // Machine-readable lines on stdout (scripts and tests wait for them);
+    // the human-readable story is on stderr.
     let printer = tokio::spawn(async move {
+        use std::io::Write as _;
         while let Some(s) = status_rx.recv().await {
-            if let Status::Ready { path, .. } = s {
-                tracing::debug!("ready ({path})");
-            }
+            let line = match s {
+                Status::Listening(addrs) => addrs
+                    .iter()
+                    .map(|a| format!("listening {a}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Status::Ready { path, remote_rtsp } => format!("ready {path} rtsp-port={remote_rtsp}"),
+                Status::Lost { reason } => format!("lost {reason}"),
+            };
+            println!("{line}");
+            let _ = std::io::stdout().flush();
         }
     });
     let result = tunnel::run(opts, wait_for_signal(), status_tx).await;
