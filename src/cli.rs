@@ -9,6 +9,8 @@ use dhp2p::decode::dissect::DissectOptions;
 
 const TOP_AFTER_HELP: &str = "\
 Examples:
+  dhp2p demo
+  dhp2p tunnel ABC123456789XYZ --username admin
   dhp2p emulate-device --cloud-port 0
   dhp2p dissect '50544350 00000000 00000000 0002ffff 00000000 00000000 00030100'
   dhp2p dissect -V --hex < datagrams.txt
@@ -70,6 +72,9 @@ pub struct GlobalArgs {
     /// Only errors on stderr: no warnings or notes.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Log lines on stderr as JSON objects (for machines).
+    #[arg(long, global = true)]
+    pub json_log: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +83,12 @@ pub enum Command {
     /// field tree, a hex dump or JSON.
     #[command(after_help = DISSECT_AFTER_HELP)]
     Dissect(DissectArgs),
+    /// Serve a Dahua device's TCP ports (RTSP first) on localhost, found by
+    /// serial number through the cloud and reached through NAT.
+    Tunnel(Box<dhp2p::net::tunnel_command::TunnelArgs>),
+    /// The emulator and a tunnel to it in one process: prints an RTSP URL
+    /// to play. Needs nothing but this binary.
+    Demo(dhp2p::net::tunnel_command::DemoArgs),
     /// Run a fake Easy4IPCloud (cloud, P2P server, relay, agent) and Dahua
     /// device on loopback, for offline use and tests.
     EmulateDevice(Box<dhp2p::emulator::command::EmulateArgs>),

@@ -14,7 +14,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Long-running commands report their events by default; one-shot
     // decoders only warn.
-    let chatty = matches!(cli.command, Command::EmulateDevice(_));
+    let chatty = matches!(
+        cli.command,
+        Command::EmulateDevice(_) | Command::Tunnel(_) | Command::Demo(_)
+    );
     init_logging(&cli.global, chatty);
     let result = match &cli.command {
         Command::Dissect(args) => dissect::run(
@@ -27,6 +30,10 @@ fn main() -> ExitCode {
         Command::EmulateDevice(args) => {
             return run_async(dhp2p::emulator::command::run(args.as_ref().clone()))
         }
+        Command::Tunnel(args) => {
+            return run_code(dhp2p::net::tunnel_command::run(args.as_ref().clone()))
+        }
+        Command::Demo(args) => return run_code(dhp2p::net::tunnel_command::demo(args.clone())),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -57,6 +64,17 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     }
 }
 
+/// Runs an async command that returns its own exit code.
+fn run_code(fut: impl std::future::Future<Output = u8>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => ExitCode::from(rt.block_on(fut)),
+        Err(e) => {
+            eprintln!("dhp2p: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr at the level chosen by -v/-q; RUST_LOG wins when set.
 fn init_logging(global: &cli::GlobalArgs, chatty: bool) {
     let level = match (global.quiet, global.verbose) {
@@ -69,8 +87,12 @@ fn init_logging(global: &cli::GlobalArgs, chatty: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .try_init();
+        .with_writer(io::stderr);
+    let _ = if global.json_log {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -48,7 +48,13 @@ fn tunnel(cloud: &str, args: &[&str]) -> (Background, String) {
 }
 
 fn clip_hashes() -> Vec<String> {
-    framemd5(["-i", common::repo_root().join("assets/clip.h264").to_str().unwrap()])
+    framemd5([
+        "-i",
+        common::repo_root()
+            .join("assets/clip.h264")
+            .to_str()
+            .unwrap(),
+    ])
 }
 
 fn play_once_through_tunnel(emu_args: &[&str], tunnel_args: &[&str]) {
@@ -56,13 +62,24 @@ fn play_once_through_tunnel(emu_args: &[&str], tunnel_args: &[&str]) {
     let mut args = vec!["--clip-once"];
     args.extend_from_slice(emu_args);
     let (emu, cloud) = emulator(&args);
-    let mut targs = vec!["-p", "127.0.0.1:0:RTSP", "--username", "admin", "--password", "admin"];
+    let mut targs = vec![
+        "-p",
+        "127.0.0.1:0:RTSP",
+        "--username",
+        "admin",
+        "--password",
+        "admin",
+    ];
     targs.extend_from_slice(tunnel_args);
     let (t, addr) = tunnel(&cloud, &targs);
     let url = rtsp_url(&addr, Some(("admin", "admin")));
     assert_eq!(ffprobe_stream(&url), StreamInfo::h264(640, 360, "25/1"));
     let received = framemd5(["-rtsp_transport", "tcp", "-i", &url]);
-    assert_eq!(received, clip_hashes(), "frames through the tunnel differ from the clip");
+    assert_eq!(
+        received,
+        clip_hashes(),
+        "frames through the tunnel differ from the clip"
+    );
     let (status, stderr) = t.interrupt();
     assert!(status.success(), "tunnel exit {status}: {stderr}");
     drop(emu);
@@ -85,7 +102,10 @@ fn auth_required_plays_with_credentials() {
 
 #[test]
 fn lossy_network_plays_the_clip_frame_exact() {
-    play_once_through_tunnel(&["--loss", "5", "--reorder", "5", "--dup", "2", "--seed", "3"], &[]);
+    play_once_through_tunnel(
+        &["--loss", "5", "--reorder", "5", "--dup", "2", "--seed", "3"],
+        &[],
+    );
 }
 
 #[test]
@@ -98,9 +118,17 @@ fn auth_required_without_credentials_says_what_to_add() {
             .args(["-p", "127.0.0.1:0:RTSP"]),
         30,
     );
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--username") && stderr.contains("--password"), "{stderr}");
+    assert!(
+        stderr.contains("--username") && stderr.contains("--password"),
+        "{stderr}"
+    );
     drop(emu);
 }
 
@@ -114,7 +142,12 @@ fn unknown_serial_exits_3() {
             .args(["-p", "127.0.0.1:0:RTSP"]),
         30,
     );
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(emu);
 }
 
@@ -125,7 +158,10 @@ fn third_party_rtsp_server_behind_the_device() {
     let service = format!("554={}", gst.addr);
     let (emu, cloud) = emulator(&["--service", &service]);
     let (t, addr) = tunnel(&cloud, &["-p", "127.0.0.1:0:554"]);
-    assert_eq!(ffprobe_stream(&rtsp_url(&addr, None)), StreamInfo::h264(320, 240, "15/1"));
+    assert_eq!(
+        ffprobe_stream(&rtsp_url(&addr, None)),
+        StreamInfo::h264(320, 240, "15/1")
+    );
     let (status, _) = t.interrupt();
     assert!(status.success());
     drop(emu);
@@ -153,7 +189,11 @@ fn sixteen_concurrent_players_each_get_the_stream() {
         .collect();
     for (i, h) in handles.into_iter().enumerate() {
         let out = h.join().unwrap();
-        assert!(out.status.success(), "player {i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "player {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(frame_hashes(&out.stdout).len(), 25, "player {i}");
     }
     let (status, stderr) = t.interrupt();
@@ -173,7 +213,9 @@ fn sixteen_mb_each_way(emu_args: &[&str]) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     let writer = {
         let mut w = stream.try_clone().unwrap();
         let data = data.clone();

@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::codec::cloud::{build_request, RequestParams, WsseAuth};
 use crate::codec::cloud::format_created_utc;
+use crate::codec::cloud::{build_request, RequestParams, WsseAuth};
 use crate::codec::identity::CloudProfile;
 use crate::net::record::Recorder;
 use crate::session::handshake::{
@@ -129,7 +129,6 @@ enum ClientState {
 
 struct Client {
     listener: usize,
-    peer: SocketAddr,
     state: ClientState,
     accepted: Instant,
     /// Bytes read before the realm opened.
@@ -210,7 +209,10 @@ pub async fn run(
             .await
             .map_err(|source| TunnelError::Listen { addr, source })?;
         let bound = listener.local_addr().unwrap_or(addr);
-        tracing::info!("listening on {bound} → device port {}", describe_remote(spec.remote));
+        tracing::info!(
+            "listening on {bound} → device port {}",
+            describe_remote(spec.remote)
+        );
         listening.push(bound);
         let tx = tx.clone();
         accept_tasks.push(tokio::spawn(async move {
@@ -244,6 +246,7 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     driver.maintain(Instant::now()).await;
+    driver.flush(Instant::now()).await;
     loop {
         if let Some(err) = driver.fatal.take() {
             for t in accept_tasks {
@@ -300,7 +303,9 @@ impl Driver {
         match msg {
             Msg::Accepted(listener, stream, peer) => self.accept(now, listener, stream, peer),
             Msg::ClientBytes(id, bytes) => {
-                let Some(c) = self.clients.get_mut(&id) else { return };
+                let Some(c) = self.clients.get_mut(&id) else {
+                    return;
+                };
                 c.consumed += bytes.len() as u64;
                 match c.state {
                     ClientState::Open(sid) => {
@@ -324,7 +329,9 @@ impl Driver {
                 }
             }
             Msg::Udp(sid, sock, from, bytes) => {
-                let Some(s) = self.sessions.get_mut(&sid) else { return };
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
                 let local = s.local[sock_index(sock)];
                 self.opts.recorder.record_any(from, local, &bytes);
                 match &mut s.state {
@@ -373,7 +380,9 @@ impl Driver {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 // Read only what the realm can take (per-realm flow control).
-                let Ok(permit) = sem.acquire_many(1).await else { return };
+                let Ok(permit) = sem.acquire_many(1).await else {
+                    return;
+                };
                 permit.forget();
                 let allowed = 1 + sem.available_permits().min(buf.len() - 1);
                 if let Ok(p) = sem.acquire_many((allowed - 1) as u32).await {
@@ -393,12 +402,11 @@ impl Driver {
                 }
             }
         });
-        tracing::debug!("client {id} from {peer} on listener {listener}");
+        tracing::info!("client {id} connected from {peer}");
         self.clients.insert(
             id,
             Client {
                 listener,
-                peer,
                 state: ClientState::Held,
                 accepted: now,
                 early: Vec::new(),
@@ -415,7 +423,9 @@ impl Driver {
 
     /// Hands the client's reader as many permits as its realm has room.
     fn regrant(&mut self, id: ClientId) {
-        let Some(c) = self.clients.get(&id) else { return };
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
         let room = match c.state {
             ClientState::Open(sid) => match self.sessions.get(&sid).map(|s| &s.state) {
                 Some(SessionState::Ready { tunnel, .. }) => tunnel.client_capacity(id),
@@ -435,7 +445,9 @@ impl Driver {
     }
 
     fn client_finished(&mut self, now: Instant, id: ClientId) {
-        let Some(c) = self.clients.get_mut(&id) else { return };
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
         c.eof = true;
         match c.state {
             ClientState::Open(sid) | ClientState::Binding(sid) => {
@@ -483,7 +495,9 @@ impl Driver {
         let expired: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.state == ClientState::Held && now >= c.accepted + self.opts.hold_timeout)
+            .filter(|(_, c)| {
+                c.state == ClientState::Held && now >= c.accepted + self.opts.hold_timeout
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -508,12 +522,17 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in held {
-            let Some(c) = self.clients.get(&id) else { continue };
+            let Some(c) = self.clients.get(&id) else {
+                continue;
+            };
             let port = self.remote_port(c.listener);
-            let slot = self.sessions.iter_mut().find_map(|(sid, s)| match &mut s.state {
-                SessionState::Ready { tunnel, .. } if tunnel.can_open() => Some((*sid, tunnel)),
-                _ => None,
-            });
+            let slot = self
+                .sessions
+                .iter_mut()
+                .find_map(|(sid, s)| match &mut s.state {
+                    SessionState::Ready { tunnel, .. } if tunnel.can_open() => Some((*sid, tunnel)),
+                    _ => None,
+                });
             if let Some((sid, tunnel)) = slot {
                 let realm = tunnel.open(now, id, port);
                 tracing::debug!("client {id}: BIND realm 0x{realm:08x} → port {port}");
@@ -571,20 +590,35 @@ impl Driver {
         ];
         let sid = self.next_session;
         self.next_session += 1;
-        let Some(cloud) = self.opts.clouds.get(self.cloud).cloned() else { return };
+        let Some(cloud) = self.opts.clouds.get(self.cloud).cloned() else {
+            return;
+        };
         let mut config = self.opts.handshake.clone();
         config.serial = self.opts.serial.clone();
         config.cloud = cloud.addr;
         config.profile = cloud.profile.clone();
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let handshake = Handshake::new(config, local[0].port(), local[1].port(), now, unix_now(), self.seed);
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let handshake = Handshake::new(
+            config,
+            local[0].port(),
+            local[1].port(),
+            now,
+            unix_now(),
+            self.seed,
+        );
         let spawn_recv = |sock: Sock, s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Msg>| {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 loop {
                     match s.recv_from(&mut buf).await {
                         Ok((n, from)) => {
-                            if tx.send(Msg::Udp(sid, sock, from, buf[..n].to_vec())).is_err() {
+                            if tx
+                                .send(Msg::Udp(sid, sock, from, buf[..n].to_vec()))
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -631,7 +665,9 @@ impl Driver {
     }
 
     async fn flush_session(&mut self, now: Instant, sid: SessionId) {
-        let Some(mut s) = self.sessions.remove(&sid) else { return };
+        let Some(mut s) = self.sessions.remove(&sid) else {
+            return;
+        };
         let mut keep = true;
         match &mut s.state {
             SessionState::Handshaking(h) => {
@@ -645,8 +681,16 @@ impl Driver {
                 let mut failed = None;
                 while let Some(ev) = h.poll_event() {
                     match ev {
-                        HandshakeEvent::Stage { stage, elapsed, detail } => {
-                            tracing::info!("session {sid}: {stage:?} after {} ms: {detail}", elapsed.as_millis());
+                        HandshakeEvent::Stage {
+                            stage,
+                            elapsed,
+                            detail,
+                        } => {
+                            tracing::info!(
+                                "session {sid}: {} after {} ms: {detail}",
+                                stage.name(),
+                                elapsed.as_millis()
+                            );
                         }
                         HandshakeEvent::Established(e) => established = Some(*e),
                         HandshakeEvent::Failed(err) => {
@@ -676,7 +720,9 @@ impl Driver {
                                 std::mem::take(&mut c.early)
                             });
                             if let Some(early) = early {
-                                tracing::info!("session {sid}: realm 0x{realm:08x} open for client {client}");
+                                tracing::info!(
+                                    "session {sid}: realm 0x{realm:08x} open for client {client}"
+                                );
                                 tunnel.client_data(client, &early);
                                 if self.clients.get(&client).is_some_and(|c| c.eof) {
                                     tunnel.client_closed(now, client);
@@ -702,7 +748,9 @@ impl Driver {
                             }
                         }
                         TunnelEvent::Data { client, bytes } => {
-                            let Some(c) = self.clients.get(&client) else { continue };
+                            let Some(c) = self.clients.get(&client) else {
+                                continue;
+                            };
                             if c.writer.try_send(WriteMsg::Bytes(bytes)).is_err() {
                                 // One slow client must not stall the others (FIELD-NOTES §4.5).
                                 tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
@@ -710,7 +758,11 @@ impl Driver {
                                 self.drop_client(client, true);
                             }
                         }
-                        TunnelEvent::Closed { client, bytes_in, bytes_out } => {
+                        TunnelEvent::Closed {
+                            client,
+                            bytes_in,
+                            bytes_out,
+                        } => {
                             tracing::info!(
                                 "session {sid}: realm of client {client} closed by the device ({bytes_in} B sent, {bytes_out} B received)"
                             );
@@ -757,7 +809,11 @@ impl Driver {
         if !self.ever_ready {
             let cloud = &self.opts.clouds[s.cloud];
             if s.cloud != 0 {
-                tracing::info!("the {} cloud knows {}", cloud.profile.name, self.opts.serial);
+                tracing::info!(
+                    "the {} cloud knows {}",
+                    cloud.profile.name,
+                    self.opts.serial
+                );
             }
         }
         self.ever_ready = true;
@@ -776,7 +832,13 @@ impl Driver {
         });
     }
 
-    fn handshake_failed(&mut self, now: Instant, sid: SessionId, cloud: usize, err: HandshakeError) {
+    fn handshake_failed(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        cloud: usize,
+        err: HandshakeError,
+    ) {
         let not_found = matches!(err, HandshakeError::NotFound { .. });
         if not_found && !self.ever_ready && cloud + 1 < self.opts.clouds.len() {
             self.cloud = cloud + 1;
@@ -794,13 +856,22 @@ impl Driver {
             self.fatal = Some(TunnelError::Handshake(err));
             return;
         }
-        tracing::warn!("session {sid}: {err}; retrying in {} s", self.backoff.as_secs());
+        tracing::warn!(
+            "session {sid}: {err}; retrying in {} s",
+            self.backoff.as_secs()
+        );
         self.next_attempt = now + self.backoff;
         self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
         let _ = sid;
     }
 
-    fn session_died(&mut self, now: Instant, sid: SessionId, reason: DeadReason, tunnel: &TunnelSession) {
+    fn session_died(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        reason: DeadReason,
+        tunnel: &TunnelSession,
+    ) {
         let stats = tunnel.ptcp_stats();
         tracing::warn!(
             "session {sid}: lost the device ({reason:?}; {} datagrams in, {} out, {} resent); reconnecting",
@@ -829,8 +900,12 @@ impl Driver {
 
     /// `/relay/unbind/{token}` to the relay, from the leasing socket (FIELD-NOTES C12).
     async fn unbind(&self, s: &Session) {
-        let Some((relay, token)) = &s.lease else { return };
-        let Some(cloud) = self.opts.clouds.get(s.cloud) else { return };
+        let Some((relay, token)) = &s.lease else {
+            return;
+        };
+        let Some(cloud) = self.opts.clouds.get(s.cloud) else {
+            return;
+        };
         let created = format_created_utc(unix_now()).unwrap_or_default();
         let nonce = (self.seed % 2_000_000_000).to_string();
         let request = build_request(

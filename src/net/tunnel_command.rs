@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use tokio::sync::mpsc;
 
 use super::record::Recorder;
-use super::tunnel::{self, CloudCandidate, PortSpec, RemotePort, Status, TunnelError, TunnelOptions};
+use super::tunnel::{
+    self, CloudCandidate, PortSpec, RemotePort, Status, TunnelError, TunnelOptions,
+};
 use crate::codec::cloud::Dialect;
 use crate::codec::identity::{self, CloudProfile};
 use crate::emulator::command::{wait_for_signal, ListenAddr};
@@ -85,7 +87,11 @@ impl FromStr for PortSpec {
         let local = local
             .parse()
             .map_err(|_| format!("{s:?}: local port {local:?} is not a port number"))?;
-        Ok(PortSpec { bind, local, remote })
+        Ok(PortSpec {
+            bind,
+            local,
+            remote,
+        })
     }
 }
 
@@ -175,7 +181,10 @@ fn parse_dialect(s: &str) -> Result<Dialect, String> {
 }
 
 /// The clouds to try, resolved, in order.
-async fn clouds(spec: Option<&str>, dialect: Option<Dialect>) -> anyhow::Result<Vec<CloudCandidate>> {
+async fn clouds(
+    spec: Option<&str>,
+    dialect: Option<Dialect>,
+) -> anyhow::Result<Vec<CloudCandidate>> {
     let env = |k: &str| std::env::var(k).ok();
     let profiles: Vec<CloudProfile> = match spec {
         Some(s) => vec![identity::resolve(s)?],
@@ -205,7 +214,10 @@ async fn clouds(spec: Option<&str>, dialect: Option<Dialect>) -> anyhow::Result<
             Err(e) => tracing::warn!("cannot resolve the {} cloud ({target}): {e}", profile.name),
         }
     }
-    anyhow::ensure!(!out.is_empty(), "no cloud address could be resolved: check the network or --cloud");
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no cloud address could be resolved: check the network or --cloud"
+    );
     Ok(out)
 }
 
@@ -233,7 +245,10 @@ fn password(args: &TunnelArgs) -> Result<Option<(String, String)>, u8> {
 }
 
 /// Builds the driver options from the flags.
-pub async fn options(args: &TunnelArgs, credentials: Option<(String, String)>) -> anyhow::Result<TunnelOptions> {
+pub async fn options(
+    args: &TunnelArgs,
+    credentials: Option<(String, String)>,
+) -> anyhow::Result<TunnelOptions> {
     let clouds = clouds(args.cloud.as_deref(), args.dialect).await?;
     let ptcp = PtcpConfig {
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
@@ -289,7 +304,9 @@ pub fn exit_code(err: &TunnelError) -> u8 {
     match err {
         TunnelError::Handshake(h) => match h {
             HandshakeError::NotFound { .. } => exit::NOT_FOUND,
-            HandshakeError::AuthRequired { .. } | HandshakeError::BadCredentials { .. } => exit::AUTH,
+            HandshakeError::AuthRequired { .. } | HandshakeError::BadCredentials { .. } => {
+                exit::AUTH
+            }
             HandshakeError::PunchFailed { .. }
             | HandshakeError::NoAuthReply { .. }
             | HandshakeError::RelayUnavailable { .. }
@@ -326,7 +343,9 @@ pub async fn run(args: TunnelArgs) -> u8 {
                     .map(|a| format!("listening {a}"))
                     .collect::<Vec<_>>()
                     .join("\n"),
-                Status::Ready { path, remote_rtsp } => format!("ready {path} rtsp-port={remote_rtsp}"),
+                Status::Ready { path, remote_rtsp } => {
+                    format!("ready {path} rtsp-port={remote_rtsp}")
+                }
                 Status::Lost { reason } => format!("lost {reason}"),
             };
             println!("{line}");

@@ -212,7 +212,9 @@ impl PtcpSession {
             LmidMode::Counter { start } => start,
             LmidMode::Clock { .. } => 0,
         };
-        let next_heartbeat = config.heartbeat.map(|h| now + h);
+        // Heartbeats start once the session is up (something was received),
+        // so a peer still waiting for our SYN never sees one first.
+        let next_heartbeat = config.heartbeat.filter(|_| recv != 0).map(|h| now + h);
         PtcpSession {
             rto: config.initial_rto,
             config,
@@ -395,6 +397,9 @@ impl PtcpSession {
 
     fn on_body(&mut self, now: Instant, seq: u32, body: &[u8]) {
         self.schedule_ack(now);
+        if self.next_heartbeat.is_none() {
+            self.next_heartbeat = self.config.heartbeat.map(|h| now + h);
+        }
         let len = body.len() as u32;
         if seq == self.rcv_nxt {
             self.deliver(body.to_vec());
