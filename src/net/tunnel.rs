@@ -145,7 +145,7 @@ struct Client {
 enum SessionState {
     Handshaking(Box<Handshake>),
     Ready {
-        tunnel: TunnelSession,
+        tunnel: Box<TunnelSession>,
         sock: Sock,
         peer: SocketAddr,
     },
@@ -822,7 +822,7 @@ impl Driver {
         self.seed = self.seed.wrapping_add(1);
         let tunnel = TunnelSession::new(self.opts.tunnel.clone(), e.session, self.seed);
         s.state = SessionState::Ready {
-            tunnel,
+            tunnel: Box::new(tunnel),
             sock: e.sock,
             peer,
         };
