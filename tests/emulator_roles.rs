@@ -428,7 +428,10 @@ async fn agent_sign_is_repeated_for_a_repeated_request() {
     let first = s.received(&d);
     assert_eq!(first[0], 0x18);
     assert_eq!(first.len(), 12 + 16);
-    // The same 0x17 again: the same sign again.
+    // The same 0x17 again, after a while (as a client resends on its own
+    // timeout): the same sign again.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    while c.recv_within(Duration::from_millis(1)).await.is_some() {}
     c.send_raw(emu.addrs.agent, &req).await;
     let (d, _) = c.recv().await.unwrap();
     let again = Packet::decode(&d).unwrap();

@@ -290,3 +290,22 @@ fn light_loss_recovers_quickly() {
     eprintln!("mean {:?}", total / 20);
     assert!(total / 20 < Duration::from_secs(2), "mean {:?}", total / 20);
 }
+
+/// 50 ms round trip with 1% loss: throughput must stay near window/RTT, not
+/// collapse into timeouts (a regression guard for the benchmark's case).
+#[test]
+fn delay_and_loss_keep_throughput() {
+    let faults = LinkFaults {
+        loss: 0.01,
+        dup: 0.0,
+        reorder: 0.0,
+        delay_ms: 25,
+    };
+    let mut worst = Duration::ZERO;
+    for seed in 0..10 {
+        let took = run(seed, faults, 1024 * 1024, (0, 0));
+        worst = worst.max(took);
+    }
+    eprintln!("1 MiB each way, 50 ms RTT, 1% loss: worst {worst:?}");
+    assert!(worst < Duration::from_secs(3), "worst {worst:?}");
+}

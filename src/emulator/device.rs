@@ -20,7 +20,7 @@ use crate::codec::punch::{self, MessageType, PunchMessage};
 use crate::session::ptcp::{Event, LmidMode, PtcpConfig, PtcpSession};
 
 /// Bytes a realm may read from its service ahead of the client's ACKs.
-pub const REALM_CREDIT: usize = 256 * 1024;
+pub const REALM_CREDIT: usize = 1024 * 1024;
 /// Most peers (punched or relayed clients) kept at once.
 const MAX_PEERS: usize = 1024;
 

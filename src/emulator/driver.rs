@@ -152,6 +152,9 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
         bind(0).await?,
         bind(0).await?,
     ];
+    for s in &sockets {
+        crate::net::enlarge_buffers(s);
+    }
     let addrs = RoleAddrs {
         cloud: sockets[0].local_addr()?,
         p2psrv: sockets[1].local_addr()?,

@@ -264,6 +264,9 @@ pub async fn run(
         driver.on_timers(now);
         driver.maintain(now).await;
         driver.flush(now).await;
+        // A session that just became ready takes its held clients at once.
+        driver.maintain(now).await;
+        driver.flush(now).await;
     }
     for t in accept_tasks {
         t.abort();
@@ -577,7 +580,10 @@ impl Driver {
         let mut socks = Vec::new();
         for _ in 0..2 {
             match UdpSocket::bind(SocketAddr::new(bind, 0)).await {
-                Ok(s) => socks.push(Arc::new(s)),
+                Ok(s) => {
+                    crate::net::enlarge_buffers(&s);
+                    socks.push(Arc::new(s))
+                }
                 Err(source) => {
                     self.fatal = Some(TunnelError::Udp { addr: bind, source });
                     return;
@@ -707,11 +713,8 @@ impl Driver {
             }
             SessionState::Ready { tunnel, sock, peer } => {
                 let i = sock_index(*sock);
-                while let Some(d) = tunnel.poll_transmit(now) {
-                    if s.socks[i].send_to(&d, *peer).await.is_ok() {
-                        self.opts.recorder.record_any(s.local[i], *peer, &d);
-                    }
-                }
+                // Events first (they queue data: an opened realm's early
+                // bytes), then everything they queued goes out now.
                 while let Some(ev) = tunnel.poll_event() {
                     match ev {
                         TunnelEvent::Opened { client, realm } => {
@@ -775,6 +778,11 @@ impl Driver {
                             keep = false;
                             self.session_died(now, sid, reason, tunnel);
                         }
+                    }
+                }
+                while let Some(d) = tunnel.poll_transmit(now) {
+                    if s.socks[i].send_to(&d, *peer).await.is_ok() {
+                        self.opts.recorder.record_any(s.local[i], *peer, &d);
                     }
                 }
                 // A retired session without realms has nothing left to do.
@@ -952,7 +960,14 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let sessions = std::mem::take(&mut self.sessions);
-        for (_, s) in sessions {
+        for (sid, s) in sessions {
+            if let SessionState::Ready { tunnel, .. } = &s.state {
+                let st = tunnel.ptcp_stats();
+                tracing::info!(
+                    "session {sid}: {} datagrams in, {} out, {} bodies in, {} out, {} resent, {} duplicates, {} out of order",
+                    st.datagrams_in, st.datagrams_out, st.bodies_in, st.bodies_out, st.retransmits, st.duplicates_in, st.out_of_order_in
+                );
+            }
             self.unbind(&s).await;
             for t in &s.recv_tasks {
                 t.abort();

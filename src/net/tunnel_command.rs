@@ -250,16 +250,16 @@ pub async fn options(
     credentials: Option<(String, String)>,
 ) -> anyhow::Result<TunnelOptions> {
     let clouds = clouds(args.cloud.as_deref(), args.dialect).await?;
-    let ptcp = PtcpConfig {
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        heartbeat: Some(Duration::from_secs(args.heartbeat.max(1))),
-        ..PtcpConfig::default()
-    };
     let mut handshake = HandshakeConfig::new(
         args.serial.clone(),
         clouds[0].addr,
         clouds[0].profile.clone(),
     );
+    let ptcp = PtcpConfig {
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        heartbeat: Some(Duration::from_secs(args.heartbeat.max(1))),
+        ..handshake.ptcp.clone()
+    };
     handshake.credentials = credentials;
     handshake.mode = args.mode.into();
     handshake.use_sign = !args.no_sign;
@@ -390,6 +390,41 @@ pub struct DemoArgs {
     pub loss: f64,
 }
 
+/// Options for a tunnel to a cloud on loopback (the emulator): `demo`,
+/// `tools/bench` and tests. One listener on 127.0.0.1:`local_port`.
+pub fn loopback_options(
+    cloud: SocketAddr,
+    serial: &str,
+    credentials: Option<(String, String)>,
+    local_port: u16,
+    remote: RemotePort,
+) -> anyhow::Result<TunnelOptions> {
+    let profile = identity::resolve(&cloud.to_string())?;
+    let mut handshake = HandshakeConfig::new(serial.to_string(), cloud, profile.clone());
+    handshake.credentials = credentials;
+    Ok(TunnelOptions {
+        serial: serial.to_string(),
+        clouds: vec![CloudCandidate {
+            profile,
+            addr: cloud,
+        }],
+        handshake,
+        tunnel: TunnelConfig::default(),
+        ports: vec![PortSpec {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            local: local_port,
+            remote,
+        }],
+        udp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        hold_timeout: Duration::from_secs(15),
+        bind_delay: Duration::from_millis(300),
+        max_sessions: 8,
+        keep_warm: true,
+        max_backoff: Duration::from_secs(5),
+        recorder: Recorder::disabled(),
+    })
+}
+
 /// `dhp2p demo`: emulator + tunnel, prints the URL, runs until a signal.
 pub async fn demo(args: DemoArgs) -> u8 {
     use crate::emulator::driver::{self as emu_driver, DriverOptions};
@@ -421,38 +456,20 @@ pub async fn demo(args: DemoArgs) -> u8 {
             return exit::ERROR;
         }
     };
-    let profile = match identity::resolve(&emu.addrs.cloud.to_string()) {
-        Ok(p) => p,
+    let mut opts = match loopback_options(
+        emu.addrs.cloud,
+        &serial,
+        Some((user.clone(), pass.clone())),
+        args.port,
+        RemotePort::Rtsp,
+    ) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("dhp2p: {e}");
             return exit::ERROR;
         }
     };
-    let clouds = vec![CloudCandidate {
-        profile: profile.clone(),
-        addr: emu.addrs.cloud,
-    }];
-    let mut handshake = HandshakeConfig::new(serial.clone(), emu.addrs.cloud, profile);
-    handshake.credentials = Some((user.clone(), pass.clone()));
-    handshake.mode = args.mode.into();
-    let opts = TunnelOptions {
-        serial,
-        clouds,
-        handshake,
-        tunnel: TunnelConfig::default(),
-        ports: vec![PortSpec {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            local: args.port,
-            remote: RemotePort::Rtsp,
-        }],
-        udp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        hold_timeout: Duration::from_secs(15),
-        bind_delay: Duration::from_millis(300),
-        max_sessions: 8,
-        keep_warm: true,
-        max_backoff: Duration::from_secs(5),
-        recorder: Recorder::disabled(),
-    };
+    opts.handshake.mode = args.mode.into();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         let mut port = None;

@@ -79,13 +79,13 @@ impl Default for PtcpConfig {
         PtcpConfig {
             retransmit: true,
             initial_rto: Duration::from_millis(400),
-            min_rto: Duration::from_millis(60),
+            min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(3),
             ack_delay: Duration::ZERO,
             heartbeat: Some(Duration::from_secs(5)),
             idle_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(20),
-            send_window: 512 * 1024,
+            send_window: 1024 * 1024,
             reorder_buffer: 4 * 1024 * 1024,
             pid: PidMode::Window,
             lmid: LmidMode::Clock { base: 60_000 },
@@ -171,6 +171,13 @@ pub struct PtcpSession {
     queued: VecDeque<Vec<u8>>,
     queued_bytes: usize,
     retransmit_from: Option<u32>,
+    /// How many bodies to resend from `retransmit_from`.
+    retransmit_budget: u32,
+    /// Bodies resent per partial ACK while recovering; doubles while each
+    /// partial ACK only covers what we resent (a burst was lost).
+    recovery_burst: u32,
+    /// End of the last body resent.
+    last_resent_end: Option<u32>,
     rto: Duration,
     srtt: Option<Duration>,
     rttvar: Duration,
@@ -225,6 +232,9 @@ impl PtcpSession {
             queued: VecDeque::new(),
             queued_bytes: 0,
             retransmit_from: None,
+            retransmit_budget: 0,
+            recovery_burst: 1,
+            last_resent_end: None,
             srtt: None,
             rttvar: Duration::ZERO,
             rto_backoff: 0,
@@ -325,7 +335,7 @@ impl PtcpSession {
         self.stats.datagrams_in += 1;
         self.last_rx = now;
         self.rmid = packet.header.lmid;
-        self.on_ack(now, packet.header.recv);
+        self.on_ack(now, packet.header.recv, packet.body.is_empty());
         let body = &datagram[HEADER_LEN..];
         if body.is_empty() {
             return;
@@ -333,7 +343,7 @@ impl PtcpSession {
         self.on_body(now, packet.header.sent, body);
     }
 
-    fn on_ack(&mut self, now: Instant, peer_recv: u32) {
+    fn on_ack(&mut self, now: Instant, peer_recv: u32, pure_ack: bool) {
         // An ACK for bytes we never sent is ignored (a confused or hostile peer).
         if seq_lt(self.snd_nxt, peer_recv) {
             return;
@@ -345,14 +355,23 @@ impl PtcpSession {
             self.dup_acks = 0;
             self.rto_backoff = 0;
             self.last_ack_progress = now;
+            // One RTT sample per ACK, from the body this ACK answers
+            // directly (the one ending at the new recv), never during
+            // recovery and never from a resent body (Karn): a body acked
+            // only after a hole filled would measure the hole, not the path.
+            let mut sample = None;
             while let Some(seg) = self.in_flight.front() {
                 if !seq_le(seg.end(), peer_recv) {
                     break;
                 }
-                if seg.transmissions == 1 {
-                    self.rtt_sample(now.saturating_duration_since(seg.first_sent));
+                if seg.end() == peer_recv && seg.transmissions == 1 && self.recovery_until.is_none()
+                {
+                    sample = Some(now.saturating_duration_since(seg.first_sent));
                 }
                 self.in_flight.pop_front();
+            }
+            if let Some(rtt) = sample {
+                self.rtt_sample(rtt);
             }
             if let Some(from) = self.retransmit_from {
                 if seq_lt(from, peer_recv) {
@@ -362,20 +381,37 @@ impl PtcpSession {
             if let Some(until) = self.recovery_until {
                 if seq_lt(peer_recv, until) && self.config.retransmit && !self.in_flight.is_empty()
                 {
-                    self.retransmit_from = Some(peer_recv);
+                    // A partial ACK: the next hole starts at peer_recv. If
+                    // the peer had nothing beyond what we resent, the loss
+                    // was a burst: resend more at once, doubling.
+                    self.recovery_burst = if self.last_resent_end == Some(peer_recv) {
+                        (self.recovery_burst * 2).min(64)
+                    } else {
+                        1
+                    };
+                    self.resend_from(peer_recv, self.recovery_burst);
                 } else {
                     self.recovery_until = None;
+                    self.recovery_burst = 1;
                 }
             }
             self.events.push_back(Event::Acked { bytes: acked });
-        } else if previous == Some(peer_recv) && !self.in_flight.is_empty() {
-            // The peer answered something without moving its recv: a hole.
+        } else if pure_ack && previous == Some(peer_recv) && !self.in_flight.is_empty() {
+            // The peer acknowledged something without moving its recv: a
+            // hole. (Its data packets repeat its recv too; only pure ACKs
+            // count, as in TCP.)
             self.dup_acks += 1;
             if self.dup_acks == 3 && self.config.retransmit && self.recovery_until.is_none() {
-                self.retransmit_from = Some(self.snd_una);
+                self.resend_from(self.snd_una, 1);
                 self.recovery_until = Some(self.snd_nxt);
             }
         }
+    }
+
+    /// Resend up to `count` bodies, starting with the one holding `from`.
+    fn resend_from(&mut self, from: u32, count: u32) {
+        self.retransmit_from = Some(from);
+        self.retransmit_budget = count.max(1);
     }
 
     fn rtt_sample(&mut self, rtt: Duration) {
@@ -425,10 +461,24 @@ impl PtcpSession {
             // The peer resent something we have: it probably missed our ACK
             // or our answer. Re-answer: resend our oldest unacked body too
             // (a repeated SYN gets the SYN again, 0x17 the sign again…).
-            if seq_le(seq.wrapping_add(len), self.rcv_nxt) && self.retransmit_from.is_none() {
-                if let Some(oldest) = self.in_flight.front() {
-                    self.retransmit_from = Some(oldest.seq);
-                }
+            // Only when our answer has had a round trip to arrive: else two
+            // peers with data in flight would answer each other's resends
+            // forever.
+            let settle = self
+                .srtt
+                .map_or(self.config.initial_rto / 2, |srtt| srtt * 3 / 2)
+                .max(Duration::from_millis(10));
+            let stale = self
+                .in_flight
+                .front()
+                .filter(|s| now.saturating_duration_since(s.last_sent) >= settle)
+                .map(|s| s.seq);
+            if let (true, None, Some(oldest)) = (
+                seq_le(seq.wrapping_add(len), self.rcv_nxt),
+                self.retransmit_from,
+                stale,
+            ) {
+                self.resend_from(oldest, 1);
             }
         } else {
             self.stats.out_of_order_in += 1;
@@ -470,7 +520,10 @@ impl PtcpSession {
         if self.config.retransmit {
             if let Some(seg) = self.in_flight.front() {
                 if now >= seg.last_sent + self.current_rto() && self.retransmit_from.is_none() {
-                    self.retransmit_from = Some(seg.seq);
+                    // Resend from the peer's recv (go-back-N, bounded).
+                    let seq = seg.seq;
+                    let count = self.in_flight.len().min(32) as u32;
+                    self.resend_from(seq, count);
                     self.recovery_until = Some(self.snd_nxt);
                     self.rto_backoff = (self.rto_backoff + 1).min(6);
                 }
@@ -532,10 +585,10 @@ impl PtcpSession {
                     let seg = &mut self.in_flight[i];
                     seg.last_sent = now;
                     seg.transmissions += 1;
-                    let (seq, body) = (seg.seq, seg.body.clone());
-                    // One segment per timeout or fast retransmit: the
-                    // peer's next cumulative ACK says what else is missing.
-                    self.retransmit_from = None;
+                    let (seq, end, body) = (seg.seq, seg.end(), seg.body.clone());
+                    self.retransmit_budget = self.retransmit_budget.saturating_sub(1);
+                    self.retransmit_from = (self.retransmit_budget > 0).then_some(end);
+                    self.last_resent_end = Some(end);
                     self.stats.retransmits += 1;
                     return Some(self.packet(now, seq, &body));
                 }

@@ -89,7 +89,7 @@ pub struct HandshakeConfig {
 
 impl HandshakeConfig {
     /// dhp2p's defaults: Auto with sign, 500 ms first wait, 10 s cap, 3 s
-    /// punch, 3 s for 0x1A, 3 retries on 401.
+    /// punch, 5 s for 0x1A, 3 retries on 401.
     pub fn new(serial: impl Into<String>, cloud: SocketAddr, profile: CloudProfile) -> Self {
         HandshakeConfig {
             serial: serial.into(),
@@ -104,9 +104,15 @@ impl HandshakeConfig {
             stage_cap: Duration::from_secs(10),
             punch_timeout: Duration::from_secs(3),
             punch_interval: Duration::from_millis(500),
-            auth_reply_timeout: Duration::from_secs(3),
+            auth_reply_timeout: Duration::from_secs(5),
             max_401_retries: 3,
-            ptcp: PtcpConfig::default(),
+            // Resends during the handshake follow the cloud's pace (at most
+            // 1 s apart), so a lossy path gets several tries at each step.
+            ptcp: PtcpConfig {
+                min_rto: Duration::from_millis(100),
+                max_rto: Duration::from_secs(1),
+                ..PtcpConfig::default()
+            },
         }
     }
 }
