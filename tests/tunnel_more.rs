@@ -1,0 +1,189 @@
+//! More of `dhp2p tunnel`'s promises: 32+ clients on one device (several
+//! sessions), the cloud fallback on 404, the password rules, `--record`, and
+//! DISC for every realm on SIGINT.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::media::{ready_field, run_with_timeout, Background};
+use dhp2p::emulator::driver::{self, DriverOptions};
+use dhp2p::emulator::{EmulatorConfig, Service};
+use dhp2p::net::tunnel::{self, CloudCandidate, RemotePort, Status};
+use dhp2p::net::tunnel_command::loopback_options;
+
+const SN: &str = "DEMO00000000001";
+
+fn emulator(args: &[&str]) -> (Background, String) {
+    let mut emu = Background::spawn(
+        common::dhp2p()
+            .arg("emulate-device")
+            .args(["--cloud-port", "0"])
+            .args(args),
+    );
+    let ready = emu.wait_line("ready ", Duration::from_secs(20));
+    (emu, ready_field(&ready, "cloud"))
+}
+
+fn tunnel(cloud: &str, args: &[&str]) -> (Background, String) {
+    let mut t = Background::spawn(
+        common::dhp2p()
+            .args(["tunnel", SN, "--cloud", cloud, "--udp-bind", "127.0.0.1"])
+            .args(args),
+    );
+    let listening = t.wait_line("listening ", Duration::from_secs(20));
+    let addr = listening.split_whitespace().nth(1).unwrap().to_string();
+    t.wait_line("ready ", Duration::from_secs(30));
+    (t, addr)
+}
+
+#[test]
+fn forty_concurrent_clients_open_more_sessions() {
+    let (emu, cloud) = emulator(&["--service", "7=echo"]);
+    let (t, addr) = tunnel(&cloud, &["-p", "127.0.0.1:0:7"]);
+    let clients: Vec<_> = (0..40u32)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                let data: Vec<u8> = (0..64 * 1024u32).map(|j| (i * 31 + j) as u8).collect();
+                s.write_all(&data).unwrap();
+                let mut back = vec![0u8; data.len()];
+                s.read_exact(&mut back).unwrap();
+                assert!(back == data, "client {i} got other bytes");
+                // Hold the realm until every client has its bytes.
+                std::thread::sleep(Duration::from_millis(500));
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (status, stderr) = t.interrupt();
+    assert!(status.success(), "{stderr}");
+    // 40 realms at 8 per session: at least 5 device sessions were opened.
+    let sessions = stderr.matches(": ready, ").count();
+    assert!(sessions >= 5, "only {sessions} sessions:\n{stderr}");
+    drop(emu);
+}
+
+#[test]
+fn username_without_password_and_no_terminal_exits_6() {
+    let (emu, cloud) = emulator(&[]);
+    let out = run_with_timeout(
+        common::dhp2p()
+            .args(["tunnel", SN, "--cloud", &cloud, "--username", "admin"])
+            .env_remove("DHP2P_PASSWORD")
+            .stdin(Stdio::null()),
+        20,
+    );
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DHP2P_PASSWORD"), "{stderr}");
+    drop(emu);
+}
+
+#[test]
+fn record_writes_a_capture_and_sigint_discs_every_realm() {
+    let tshark = common::require_program("tshark", "tshark");
+    let dir = common::scratch_dir("tunnel-record");
+    let pcap = dir.join("tunnel.pcap");
+    let (emu, cloud) = emulator(&["--service", "7=echo"]);
+    let (t, addr) = tunnel(
+        &cloud,
+        &["-p", "127.0.0.1:0:7", "--record", pcap.to_str().unwrap()],
+    );
+    // A client that stays connected while the tunnel stops.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    s.read_exact(&mut back).unwrap();
+    let (status, stderr) = t.interrupt();
+    assert!(status.success(), "{stderr}");
+    let (_, emu_stderr) = emu.interrupt();
+    let realm: serde_json::Value = emu_stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["port"] == 7)
+        .expect("a realm report");
+    assert_eq!(
+        realm["status"], "closed by client",
+        "the tunnel's DISC reached the device"
+    );
+    let out = std::process::Command::new(tshark)
+        .args([
+            "-X",
+            &format!(
+                "lua_script:{}",
+                common::repo_root().join("dh-p2p.lua").display()
+            ),
+        ])
+        .args(["-o", "udp.try_heuristic_first:TRUE", "-r"])
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "ptcp.status == \"DISC\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.stdout.is_empty(), "no DISC in the capture");
+}
+
+/// Without a pinned cloud, a 404 moves on to the next cloud, which knows
+/// the device.
+#[tokio::test]
+async fn a_404_moves_on_to_the_next_cloud() {
+    let mut unknown = EmulatorConfig::default();
+    unknown.serials = vec!["SOMEONEELSE".into()];
+    let a = driver::start(unknown, DriverOptions::default())
+        .await
+        .unwrap();
+    let mut knows = EmulatorConfig::default();
+    knows.services.insert(7, Service::Echo);
+    let b = driver::start(knows, DriverOptions::default())
+        .await
+        .unwrap();
+    let mut opts = loopback_options(a.addrs.cloud, SN, None, 0, RemotePort::Port(7)).unwrap();
+    let second = CloudCandidate {
+        profile: opts.clouds[0].profile.clone(),
+        addr: b.addrs.cloud,
+    };
+    opts.clouds.push(second);
+    let (status_tx, mut status_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(tunnel::run(
+        opts,
+        async move { drop(stopped.await) },
+        status_tx,
+    ));
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match status_rx.recv().await {
+                Some(Status::Ready { .. }) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(ready, "the second cloud should have worked");
+    let _ = stop.send(());
+    assert!(run.await.unwrap().is_ok());
+    a.stop().await;
+    b.stop().await;
+}
