@@ -147,8 +147,10 @@ fn record_writes_a_capture_and_sigint_discs_every_realm() {
 /// the device.
 #[tokio::test]
 async fn a_404_moves_on_to_the_next_cloud() {
-    let mut unknown = EmulatorConfig::default();
-    unknown.serials = vec!["SOMEONEELSE".into()];
+    let unknown = EmulatorConfig {
+        serials: vec!["SOMEONEELSE".into()],
+        ..EmulatorConfig::default()
+    };
     let a = driver::start(unknown, DriverOptions::default())
         .await
         .unwrap();
