@@ -9,6 +9,7 @@
 //! [`dissect::run`] takes its input and output streams as parameters.
 
 pub mod describe;
+pub mod record;
 pub mod dissect;
 
 pub use describe::{
