@@ -65,11 +65,49 @@ local function looks_like_rtsp(tvb)
     return head:match("^RTSP/1%.0 ") or head:match("^[A-Z_]+ rtsp://") or head:match("^[A-Z_]+ %*")
 end
 
+-- The body's kind exactly as the codec names it (src/codec/ptcp.rs): a known
+-- type whose fixed fields are not canonical is UNKNOWN there too.
+local function body_kind(btype, field_len, realm, pad, dlen, tvb)
+    local bare = field_len == 0 and realm == 0 and pad == 0
+    if btype == 0x10 then
+        if pad ~= 0 then return "UNKNOWN" end
+        if field_len ~= dlen then return "MALFORMED" end
+        return "DATA"
+    elseif btype == 0x11 then
+        if dlen == 8 and pad == 0 and (field_len == 0 or field_len == 8) then return "BIND" end
+    elseif btype == 0x12 then
+        if field_len == 0 and pad == 0 and dlen >= 4 then
+            local word = tvb(36, 4):string()
+            if word == "CONN" or word == "DISC" then return "STATUS" end
+        end
+    elseif btype == 0x13 then
+        if bare and dlen == 0 then return "HEARTBEAT" end
+    elseif btype == 0x17 then
+        if bare and dlen == 0 then return "SIGN-REQUEST" end
+    elseif btype == 0x18 then
+        if bare then return "SIGN" end
+    elseif btype == 0x19 then
+        if bare then return "AUTH" end
+    elseif btype == 0x1a then
+        if bare then return "AUTH-REPLY" end
+    elseif btype == 0x1b then
+        if bare and dlen == 0 then return "AUTH-CONFIRM" end
+    end
+    return "UNKNOWN"
+end
+
 local function ptcp_dissect(tvb, pinfo, tree)
     local len = tvb:len()
-    if len < 24 or tvb:range(0, 4):string() ~= "PTCP" then return false end
+    if len < 4 or tvb:range(0, 4):string() ~= "PTCP" then return false end
     pinfo.cols.protocol = "PTCP"
     local t = tree:add(ptcp, tvb(), "Phony TCP")
+    if len < 24 then
+        t:add(pf.kind, "MALFORMED"):set_generated()
+        t:add_proto_expert_info(ef_malformed,
+            string.format("PTCP header truncated: %d bytes, need 24 (offset 0)", len))
+        pinfo.cols.info = string.format("[malformed: header truncated, %d bytes]", len)
+        return true
+    end
     t:add(pf.sent, tvb(4, 4))
     t:add(pf.recv, tvb(8, 4))
     t:add(pf.pid, tvb(12, 4))
@@ -79,34 +117,33 @@ local function ptcp_dissect(tvb, pinfo, tree)
     t:add(pf.body_len, blen):set_generated()
     local info = string.format("sent=%d recv=%d pid=0x%08x lmid=%d rmid=%d",
         tvb(4, 4):uint(), tvb(8, 4):uint(), tvb(12, 4):uint(), tvb(16, 4):uint(), tvb(20, 4):uint())
-    local name
+    local kind
     if blen == 0 then
-        name = "ACK"
+        kind = "ACK"
     elseif blen == 4 and tvb(24, 4):uint() == 0x00030100 then
-        name = "SYN"
+        kind = "SYN"
         t:add(pf.syn, tvb(24, 4))
     elseif blen < 12 then
-        name = "MALFORMED"
+        kind = "MALFORMED"
         t:add_proto_expert_info(ef_malformed,
-            string.format("body of %d bytes at offset 24: neither SYN nor a 12-byte sub-header", blen))
+            string.format("PTCP body at offset 24 is %d bytes: neither the 4-byte SYN nor a 12-byte sub-header", blen))
     else
         local btype = tvb(24, 1):uint()
         local field_len = tvb(25, 3):uint()
         local realm = tvb(28, 4):uint()
         local pad = tvb(32, 4):uint()
-        name = body_types[btype] or string.format("UNKNOWN(0x%02x)", btype)
-        local b = t:add(ptcp, tvb(24), name)
+        local dlen = blen - 12
+        kind = body_kind(btype, field_len, realm, pad, dlen, tvb)
+        local b = t:add(ptcp, tvb(24), kind)
         b:add(pf.btype, tvb(24, 1))
         b:add(pf.length, tvb(25, 3))
         b:add(pf.realm, tvb(28, 4))
         b:add(pf.padding, tvb(32, 4))
-        local dlen = blen - 12
-        if btype == 0x10 then
+        if kind == "MALFORMED" then
+            b:add_proto_expert_info(ef_malformed,
+                string.format("DATA len field at offset 25 says %d bytes but %d bytes follow the sub-header (offset 36)", field_len, dlen))
+        elseif kind == "DATA" then
             info = info .. string.format(" DATA realm=0x%08x len=%d", realm, dlen)
-            if field_len ~= dlen then
-                b:add_proto_expert_info(ef_malformed,
-                    string.format("DATA len field at offset 25 says %d bytes but %d follow", field_len, dlen))
-            end
             if dlen > 0 then
                 local data = tvb(36, dlen)
                 b:add(pf.payload, data)
@@ -118,7 +155,7 @@ local function ptcp_dissect(tvb, pinfo, tree)
                     realm_next[key] = off + dlen
                 end
                 local off = frame_offset[pinfo.number] or 0
-                b:add(pf.offset, off):set_generated()
+                b:add(pf.offset, data, off):set_generated()
                 local sub = data:tvb()
                 if off == 0 and looks_like_rtsp(sub) and rtsp_dissector then
                     rtsp_dissector:call(sub, pinfo, tree)
@@ -133,30 +170,31 @@ local function ptcp_dissect(tvb, pinfo, tree)
                     info = info .. string.format(" [realm continuation @%d]", off)
                 end
             end
-            name = nil
-        elseif btype == 0x11 and dlen == 8 then
+        elseif kind == "BIND" then
             local port = tvb(36, 4):uint()
             b:add(pf.bind_port, tvb(36, 4))
             b:add(pf.bind_ip, tvb(40, 4))
             info = info .. string.format(" BIND realm=0x%08x %s:%d", realm, tostring(tvb(40, 4):ipv4()), port)
-            name = nil
-        elseif btype == 0x12 and dlen >= 4 then
-            local word = tvb(36, 4):string()
+        elseif kind == "STATUS" then
             b:add(pf.status, tvb(36, 4))
             if dlen > 4 then b:add(pf.trailer, tvb(40, dlen - 4)) end
-            info = info .. string.format(" STATUS realm=0x%08x %s", realm, word)
-            name = nil
-        elseif (btype == 0x18 or btype == 0x19) and dlen > 0 then
+            info = info .. string.format(" STATUS realm=0x%08x %s", realm, tvb(36, 4):string())
+        elseif (kind == "SIGN" or kind == "AUTH") and dlen > 0 then
             b:add(pf.sign, tvb(36, dlen))
-            info = info .. string.format(" %s sign_len=%d", body_types[btype], dlen)
-            name = nil
-        elseif dlen > 0 then
-            b:add(pf.data, tvb(36, dlen))
+            info = info .. string.format(" %s sign_len=%d", kind, dlen)
+        elseif kind == "UNKNOWN" then
+            info = info .. string.format(" UNKNOWN type=0x%02x body_len=%d", btype, blen)
+            if dlen > 0 then b:add(pf.data, tvb(36, dlen)) end
+        else
+            info = info .. " " .. kind
+            if dlen > 0 then b:add(pf.data, tvb(36, dlen)) end
         end
     end
-    if name then info = info .. " " .. name end
+    if kind == "ACK" or kind == "SYN" or kind == "MALFORMED" then
+        info = info .. " " .. kind
+    end
+    t:add(pf.kind, kind):set_generated()
     pinfo.cols.info:clear_fence()
-    t:add(pf.kind, name or info:match("(%u[%u%-]+) realm") or "DATA"):set_generated()
     pinfo.cols.info = info
     return true
 end
