@@ -13,3 +13,4 @@ pub mod decode;
 pub mod emulator;
 pub mod net;
 pub mod session;
+pub mod tui;
