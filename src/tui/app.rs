@@ -791,7 +791,7 @@ impl App {
         if let Some(path) = path {
             // Open the field's ancestors so the tree can show it.
             for depth in 1..path.len() {
-                self.collapsed.remove(&path[..depth].to_vec());
+                self.collapsed.remove(&path[..depth]);
             }
             self.tree_cursor = path;
             self.refresh_rows();
