@@ -742,3 +742,37 @@ fn malformed_datagram_row_is_highlighted() {
     assert_eq!(buffer[(x, y)].fg, Color::Red);
     assert!(lines(&buffer)[22].contains("bad 1"));
 }
+
+#[test]
+fn filter_terms_in_both_spellings() {
+    use dhp2p::codec::classify::Kind;
+    use dhp2p::tui::filter::{Endpoint, Filter};
+    let filter = Filter::parse(
+        "--kind ptcp kind:cloud,udp --realm=0x0a0b0c0d realm:42 --session 127.0.0.1:5000 session:10.0.0.1 --malformed RTSP",
+    )
+    .unwrap();
+    assert_eq!(filter.kinds, [Kind::Ptcp, Kind::Cloud, Kind::Unknown]);
+    assert_eq!(filter.realms, [0x0a0b0c0d, 42]);
+    assert_eq!(
+        filter.sessions,
+        [
+            Endpoint::Addr(addr("127.0.0.1:5000")),
+            Endpoint::Ip("10.0.0.1".parse().unwrap())
+        ]
+    );
+    assert!(filter.malformed_only);
+    assert_eq!(filter.words, ["rtsp"]);
+    assert!(Filter::parse("").unwrap().is_empty());
+    assert_eq!(
+        Filter::parse("--kind").unwrap_err().to_string(),
+        "--kind needs a value"
+    );
+    assert!(Filter::parse("kind:bogus")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown kind"));
+    assert!(Filter::parse("--colour red")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown filter --colour"));
+}

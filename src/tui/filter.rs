@@ -75,6 +75,10 @@ impl Filter {
         let mut filter = Filter::default();
         let mut tokens = text.split_whitespace();
         while let Some(token) = tokens.next() {
+            if token == "malformed" || token == "--malformed" {
+                filter.malformed_only = true;
+                continue;
+            }
             // `--kind ptcp`, `--kind=ptcp` and `kind:ptcp` are the same term.
             let (name, value) = if let Some(flag) = token.strip_prefix("--") {
                 match flag.split_once('=') {
@@ -93,9 +97,6 @@ impl Filter {
                     filter.words.push(token.to_lowercase());
                     continue;
                 }
-            } else if token == "malformed" || token == "--malformed" {
-                filter.malformed_only = true;
-                continue;
             } else {
                 filter.words.push(token.to_lowercase());
                 continue;
