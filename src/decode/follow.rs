@@ -788,16 +788,16 @@ pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
             }
             continue;
         }
-        let next = resync(bytes, at + 1).min(if segment_end > at {
-            segment_end.max(at + 1)
-        } else {
-            bytes.len()
-        });
-        let next = if next < segment_end {
-            next
-        } else {
-            resync(bytes, segment_end)
-        };
+        if at == 0 {
+            // A stream that does not open with RTSP is not read as RTSP:
+            // resyncing inside arbitrary bytes would invent `$` frames.
+            out.notes.push(format!(
+                "does not start with an RTSP message or an interleaved frame (first bytes {})",
+                hex::encode(bytes.get(..bytes.len().min(16)).unwrap_or_default())
+            ));
+            break;
+        }
+        let next = resync(bytes, at + 1);
         out.notes.push(format!(
             "{} unrecognised bytes at offset {at}",
             next.saturating_sub(at)
