@@ -1016,3 +1016,68 @@ proptest! {
         }
     }
 }
+
+/// A new PTCP session on the same sockets restarts the counters at the same
+/// values: the second realm must not be mistaken for resends of the first,
+/// and a late repeat of the device's SYN reply must not split the session.
+#[test]
+fn a_new_syn_on_the_same_sockets_starts_new_counters() {
+    let mut cap = Capture::new();
+    let mut first = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    first.send(&mut cap, 0, Body::Syn);
+    let reply = first.make(1, Body::Syn);
+    first.deliver(1, &reply);
+    first.push(&mut cap, 1, reply.clone());
+    first.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 1,
+            payload: b"first session",
+        },
+    );
+    first.send(
+        &mut cap,
+        1,
+        Body::Data {
+            realm: 1,
+            payload: b"old answer",
+        },
+    );
+    let repeat = first.resend(1, &reply); // late SYN reply repeat
+    first.push(&mut cap, 1, repeat);
+    first.send(
+        &mut cap,
+        1,
+        Body::Data {
+            realm: 1,
+            payload: b", more",
+        },
+    );
+    let mut second = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    second.lmid = [90_000, 150_000_000];
+    second.send(&mut cap, 0, Body::Syn);
+    second.send(&mut cap, 1, Body::Syn);
+    second.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 1,
+            payload: b"second session",
+        },
+    );
+    second.send(
+        &mut cap,
+        1,
+        Body::Data {
+            realm: 1,
+            payload: b"new answer",
+        },
+    );
+    let old = follow(&cap.records, 1);
+    assert_eq!(old.to_device(), b"first session");
+    assert_eq!(old.from_device(), b"old answer, more");
+    // The same realm ID in the second session: listed, not mixed in.
+    assert_eq!(old.other_sessions, [old.session.unwrap()]);
+    assert!(old.gaps().is_empty());
+}

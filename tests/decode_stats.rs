@@ -1287,6 +1287,7 @@ fn report_json_has_the_documented_top_level_shape() {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["datagrams"], cap.records.len() as u64);
+    assert_eq!(json["unrecognised"], 0);
     let s = &json["sessions"][0];
     for key in [
         "id",
@@ -1311,4 +1312,69 @@ fn report_json_has_the_documented_top_level_shape() {
     }
     assert_eq!(s["id"], 1);
     assert_eq!(s["role"], "cloud");
+}
+
+#[test]
+fn a_new_syn_on_the_same_sockets_is_a_restart_not_a_resend() {
+    let mut cap = Capture::new();
+    let mut first = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    first.send(&mut cap, 0, Body::Syn);
+    let reply = first.make(1, Body::Syn);
+    first.deliver(1, &reply);
+    first.push(&mut cap, 1, reply.clone());
+    first.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 1,
+            payload: b"first session",
+        },
+    );
+    first.ack(&mut cap, 1);
+    let repeat = first.resend(1, &reply); // late SYN reply repeat
+    first.push(&mut cap, 1, repeat);
+    let mut second = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    second.lmid = [90_000, 150_000_000];
+    let restart = second.send(&mut cap, 0, Body::Syn);
+    second.send(&mut cap, 1, Body::Syn);
+    second.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 2,
+            payload: b"second session",
+        },
+    );
+    second.ack(&mut cap, 1);
+    let json = collect(&cap.records).report_json();
+    let s = session(&json, CLIENT_D, DEVICE);
+    assert_eq!(
+        finding(s, "ptcp-restart")["frames"],
+        serde_json::json!([restart])
+    );
+    assert_eq!(codes(s).iter().filter(|c| *c == "ptcp-restart").count(), 1);
+    assert_eq!(ptcp(s, 0)["retransmissions"], 0);
+    assert_eq!(ptcp(s, 0)["data_bytes"], 27);
+    assert_eq!(s["verdict"], "healthy");
+}
+
+#[test]
+fn other_udp_traffic_makes_no_session_but_is_counted() {
+    let mut cap = Capture::new();
+    cap.push(
+        "10.0.0.2:5353",
+        "224.0.0.251:5353",
+        b"\x00\x00\x84\x00 mdns".to_vec(),
+    );
+    cap.request(CLIENT_R, MAIN, Method::DhGet, "/probe/p2psrv", 1, "");
+    cap.push(MAIN, CLIENT_R, b"garbage in a cloud session".to_vec());
+    let stats = collect(&cap.records);
+    let json = stats.report_json();
+    assert_eq!(json["unrecognised"], 1);
+    assert_eq!(json["sessions"].as_array().unwrap().len(), 1);
+    let s = session(&json, CLIENT_R, MAIN);
+    assert_eq!(s["directions"][1]["kinds"]["unknown"], 1);
+    assert!(stats
+        .report_text()
+        .starts_with("== dhp2p decode --stats: 3 datagrams (1 other UDP), 1 sessions"));
 }

@@ -215,7 +215,11 @@ impl Follower {
                 .current
                 .get(&key)
                 .and_then(|&i| self.sessions.get(i))
-                .is_some_and(|s| s.non_syn_bodies[way.index()] > 0);
+                .is_some_and(|s| {
+                    // Only the side that opened the session opens a new one;
+                    // a late SYN reply from the other side is a repeat.
+                    s.first_syn.unwrap_or(way) == way && s.non_syn_bodies[way.index()] > 0
+                });
         let slot = match self.current.get(&key) {
             Some(&slot) if !restart => slot,
             _ => {

@@ -511,6 +511,8 @@ struct SessionStats {
     bind_way: Option<Way>,
     first_request_way: Option<Way>,
     first_ptcp_way: Option<Way>,
+    /// The side whose SYN opened PTCP on this socket pair.
+    syn_initiator: Option<Way>,
     ptcp_restarts: Vec<At>,
 }
 
@@ -538,6 +540,7 @@ impl SessionStats {
             bind_way: None,
             first_request_way: None,
             first_ptcp_way: None,
+            syn_initiator: None,
             ptcp_restarts: Vec::new(),
         }
     }
@@ -699,6 +702,8 @@ pub struct StatsCollector {
     index: HashMap<SessionKey, usize>,
     learned: Learned,
     datagrams: u64,
+    /// Datagrams of no protocol here, outside any session.
+    unrecognised: u64,
     start: Option<Duration>,
     end: Option<Duration>,
 }
@@ -723,8 +728,14 @@ impl StatsCollector {
         self.end = Some(self.end.map_or(record.time, |e| e.max(record.time)));
         let key = record.session();
         let at = At::of(record);
+        let datagram = classify(&record.payload);
         let slot = match self.index.get(&key) {
             Some(&slot) => slot,
+            None if datagram.kind() == Kind::Unknown => {
+                // Other UDP traffic (DNS, mDNS…) makes no session of its own.
+                self.unrecognised = self.unrecognised.saturating_add(1);
+                return;
+            }
             None => {
                 self.sessions.push(SessionStats::new(key, at));
                 self.index.insert(key, self.sessions.len() - 1);
@@ -736,7 +747,6 @@ impl StatsCollector {
         };
         let way = Way::of(&key, record.src);
         touch(session, way, record, at);
-        let datagram = classify(&record.payload);
         let kind = datagram.kind();
         let dir = &mut session.dirs[way.index()];
         dir.kinds[kind_index(kind)] = dir.kinds[kind_index(kind)].saturating_add(1);
@@ -1223,8 +1233,9 @@ impl StatsCollector {
         let realm_count: usize = self.sessions.iter().map(|s| s.realms.len()).sum();
         let _ = writeln!(
             out,
-            "== dhp2p decode --stats: {} datagrams, {} sessions, {} realms, {:.6} s ==",
+            "== dhp2p decode --stats: {} datagrams ({} other UDP), {} sessions, {} realms, {:.6} s ==",
             self.datagrams,
+            self.unrecognised,
             self.sessions.len(),
             realm_count,
             duration
@@ -1586,6 +1597,7 @@ impl StatsCollector {
             .collect();
         json!({
             "datagrams": self.datagrams,
+            "unrecognised": self.unrecognised,
             "start_epoch": self.start.map(|s| s.as_secs_f64()),
             "duration": match (self.start, self.end) {
                 (Some(s), Some(e)) => e.saturating_sub(s).as_secs_f64(),
@@ -1885,8 +1897,11 @@ fn on_ptcp(session: &mut SessionStats, way: Way, record: &Record, at: At, packet
     let header = packet.header;
     let body = packet.body;
 
-    // A SYN after other bodies: a new PTCP session on the same sockets.
-    if body == Body::Syn && session.dirs[way.index()].non_syn_bodies > 0 {
+    // A SYN from the initiator after it sent other bodies: a new PTCP
+    // session on the same sockets. (The peer's SYN reply resent late is not:
+    // only the initiator opens sessions.)
+    let initiator = session.syn_initiator.unwrap_or(way);
+    if body == Body::Syn && way == initiator && session.dirs[way.index()].non_syn_bodies > 0 {
         session.ptcp_restarts.push(at);
         for dir in &mut session.dirs {
             dir.tracker = SentTracker::new();
@@ -1981,6 +1996,7 @@ fn on_ptcp(session: &mut SessionStats, way: Way, record: &Record, at: At, packet
 
     match body {
         Body::Syn => {
+            session.syn_initiator.get_or_insert(way);
             session.dirs[way.index()].syn.get_or_insert(at);
             session.stage(at, way, "PTCP SYN");
         }
