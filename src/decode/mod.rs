@@ -9,8 +9,10 @@
 //! [`dissect::run`] takes its input and output streams as parameters.
 
 pub mod describe;
-pub mod record;
 pub mod dissect;
+pub mod follow;
+pub mod record;
+pub mod stats;
 
 pub use describe::{
     describe, describe_with, hex_dump, render_tree, Description, Field, Options, REDACTED,
