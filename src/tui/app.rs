@@ -4,7 +4,7 @@
 //! [`crate::tui::ui::render`] draws the state into any ratatui backend, so
 //! tests drive the whole inspector against a `TestBackend`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
@@ -18,8 +18,8 @@ use ratatui::layout::{Position, Rect};
 
 use crate::capture::UdpPcapWriter;
 use crate::codec::classify::{classify, Datagram, Kind};
-use crate::codec::ptcp::{self, Body};
 use crate::decode::describe::{describe_with, Description, Options};
+use crate::decode::follow::Follower;
 use crate::decode::record::{Record, SessionKey};
 
 use super::filter::{Filter, Subject};
@@ -636,14 +636,20 @@ impl App {
                 self.prompt = None;
                 let base = prompt.text.trim().to_owned();
                 match self.export_realm(&base) {
-                    Ok(export) => self.say(&format!(
-                        "realm 0x{:08x}: {} bytes to device in {}, {} bytes from device in {}",
-                        export.realm,
-                        export.to_device,
-                        export.to_device_path,
-                        export.from_device,
-                        export.from_device_path
-                    )),
+                    Ok(export) => {
+                        let mut text = format!(
+                            "realm 0x{:08x}: {} bytes to device in {}, {} bytes from device in {}",
+                            export.realm,
+                            export.to_device,
+                            export.to_device_path,
+                            export.from_device,
+                            export.from_device_path
+                        );
+                        if export.gaps > 0 {
+                            text.push_str(&format!(" ({} gaps)", export.gaps));
+                        }
+                        self.say(&text);
+                    }
                     Err(e) => self.say_error(&format!("cannot export: {e}")),
                 }
             }
@@ -990,56 +996,32 @@ impl App {
         }
     }
 
-    /// Writes the export target's stream, each direction to its own file
-    /// (`BASE-to-device.bin`, `BASE-from-device.bin`): DATA payloads of
-    /// the realm in `sent` order, each offset once (retransmissions
-    /// dropped), from the packets still retained.
+    /// Writes the export target's stream like `decode --follow` (the decode
+    /// layer's [`Follower`], fed with the retained packets of the realm's
+    /// session), each direction to its own file: `BASE-to-device.bin`,
+    /// `BASE-from-device.bin`.
     pub fn export_realm(&self, base: &str) -> io::Result<RealmExport> {
         let (session, realm) = self
             .export_target()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no realm selected"))?;
-        let client = self
-            .tracker
-            .realms()
+        let mut follower = Follower::new(realm);
+        for packet in self
+            .packets
             .iter()
-            .find(|r| r.session == session && r.realm == realm)
-            .map(|r| r.client);
-        let mut to_device = BTreeMap::new();
-        let mut from_device = BTreeMap::new();
-        let mut client = client;
-        for packet in &self.packets {
-            if packet.realm != Some(realm) || packet.record.session() != session {
-                continue;
-            }
-            let Ok(decoded) = ptcp::Packet::decode(&packet.record.payload) else {
-                continue;
-            };
-            if let Body::Data { payload, .. } = decoded.body {
-                let client = *client.get_or_insert(packet.record.src);
-                let stream = if packet.record.src == client {
-                    &mut to_device
-                } else {
-                    &mut from_device
-                };
-                stream.entry(decoded.header.sent).or_insert(payload);
-            }
+            .filter(|p| p.record.session() == session)
+        {
+            follower.add(&packet.record);
         }
+        let followed = follower.finish();
         let to_device_path = format!("{base}-to-device.bin");
         let from_device_path = format!("{base}-from-device.bin");
-        let write = |path: &str, parts: &BTreeMap<u32, &[u8]>| -> io::Result<u64> {
-            let mut out = BufWriter::new(File::create(path)?);
-            let mut total = 0u64;
-            for part in parts.values() {
-                out.write_all(part)?;
-                total += part.len() as u64;
-            }
-            out.flush()?;
-            Ok(total)
-        };
+        std::fs::write(&to_device_path, followed.to_device())?;
+        std::fs::write(&from_device_path, followed.from_device())?;
         Ok(RealmExport {
             realm,
-            to_device: write(&to_device_path, &to_device)?,
-            from_device: write(&from_device_path, &from_device)?,
+            to_device: followed.to_device().len() as u64,
+            from_device: followed.from_device().len() as u64,
+            gaps: followed.gaps().len(),
             to_device_path,
             from_device_path,
         })
@@ -1052,6 +1034,8 @@ pub struct RealmExport {
     pub realm: u32,
     pub to_device: u64,
     pub from_device: u64,
+    /// Holes in either direction (bytes the capture or the ring lacks).
+    pub gaps: usize,
     pub to_device_path: String,
     pub from_device_path: String,
 }

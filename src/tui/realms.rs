@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use crate::codec::classify::Datagram;
 use crate::codec::cloud::Message;
-use crate::codec::ptcp::{Body, Status};
+use crate::codec::ptcp::{self, Body, Status};
 use crate::codec::punch::MessageType;
 use crate::decode::record::{Record, SessionKey};
+use crate::decode::stats::SentTracker;
 
 /// Realms kept before the least recently active is forgotten.
 pub const MAX_REALMS: usize = 4096;
 /// Timeline entries kept before the oldest is forgotten.
 pub const MAX_STAGES: usize = 1000;
+/// Session directions whose byte ranges are tracked before all are forgotten.
+const MAX_DIRECTIONS: usize = 4096;
 /// Unanswered cloud requests remembered for pairing with their response.
 const MAX_PENDING: usize = 4096;
 
@@ -61,7 +64,8 @@ pub struct Realm {
     pub to_device: u64,
     /// DATA payload bytes from the device towards the client, first copies only.
     pub from_device: u64,
-    /// DATA whose `sent` lies before data already seen in that direction.
+    /// DATA that brought no new bytes: resent (`sent` going back over bytes
+    /// already seen) or duplicated on the way.
     pub retransmissions: u64,
     pub packets: u64,
     pub first_seen: Duration,
@@ -110,9 +114,9 @@ enum Awaiting {
 pub struct Tracker {
     realms: Vec<Realm>,
     index: HashMap<(SessionKey, u32), usize>,
-    /// Per session and sender: the end (`sent + len`) of the furthest DATA,
-    /// to tell retransmissions from new data.
-    data_end: HashMap<(SessionKey, SocketAddr), u32>,
+    /// Per session and sender: which body bytes were seen, to tell new data
+    /// from retransmissions and duplicates (`decode --stats`' tracker).
+    directions: HashMap<(SessionKey, SocketAddr), SentTracker>,
     stages: Vec<Stage>,
     /// Open stages: (session, what answers it, who asked) → stage name.
     open: HashMap<(SessionKey, Awaiting), (SocketAddr, String)>,
@@ -164,6 +168,21 @@ impl Tracker {
             },
             Datagram::Ptcp(Ok(packet)) => {
                 let body = &packet.body;
+                // Every body advances `sent`, so every body is tracked.
+                let arrival = record
+                    .payload
+                    .get(ptcp::HEADER_LEN..)
+                    .filter(|b| !b.is_empty())
+                    .map(|bytes| {
+                        if self.directions.len() >= MAX_DIRECTIONS {
+                            self.directions.clear();
+                        }
+                        self.directions
+                            .entry((session, record.src))
+                            .or_default()
+                            .observe(packet.header.sent, bytes, &record.payload)
+                            .1
+                    });
                 match *body {
                     Body::Syn => {
                         self.answer(session, Awaiting::Syn, record.src, "SYN".into(), now);
@@ -213,25 +232,16 @@ impl Tracker {
                         };
                     }
                     Body::Data { realm, payload } => {
-                        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-                        let end = packet.header.sent.wrapping_add(len);
-                        let direction = (session, record.src);
-                        // Serial-number comparison: `sent` wraps at 2^32.
-                        let retransmitted = self
-                            .data_end
-                            .get(&direction)
-                            .is_some_and(|&furthest| is_before(packet.header.sent, furthest));
-                        let furthest = self.data_end.entry(direction).or_insert(end);
-                        if is_before(*furthest, end) {
-                            *furthest = end;
-                        }
+                        let len = payload.len() as u64;
                         let entry = self.realm(session, realm, record.src, now);
-                        if retransmitted {
-                            entry.retransmissions += 1;
-                        } else if record.src == entry.client {
-                            entry.to_device += u64::from(len);
+                        if arrival.is_none_or(|a| a.is_new()) {
+                            if record.src == entry.client {
+                                entry.to_device += len;
+                            } else {
+                                entry.from_device += len;
+                            }
                         } else {
-                            entry.from_device += u64::from(len);
+                            entry.retransmissions += 1;
                         }
                     }
                     _ => {}
@@ -368,9 +378,4 @@ fn datagram_cseq(datagram: &Datagram<'_>) -> Option<i64> {
         Datagram::Cloud(Ok(Message::Response(r))) => r.cseq(),
         _ => None,
     }
-}
-
-/// `a` comes before `b` in 32-bit serial-number order (RFC 1982).
-fn is_before(a: u32, b: u32) -> bool {
-    (b.wrapping_sub(a) as i32) > 0
 }
