@@ -8,9 +8,13 @@
 //! same fields under the same names. No sockets and no terminal code here:
 //! [`dissect::run`] takes its input and output streams as parameters.
 
+pub mod command;
 pub mod describe;
-pub mod record;
 pub mod dissect;
+pub mod follow;
+pub mod pcap;
+pub mod record;
+pub mod stats;
 
 pub use describe::{
     describe, describe_with, hex_dump, render_tree, Description, Field, Options, REDACTED,
