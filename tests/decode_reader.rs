@@ -799,6 +799,52 @@ fn ipv4_fragments_out_of_order_and_interleaved() {
     assert_eq!(stats.fragments_dropped, 0);
 }
 
+/// A UDP datagram in IPv6 fragments of at most `chunk` bytes (multiple of 8).
+fn ipv6_fragments(payload: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let whole = ipv6_udp(CLIENT6, 50000, DEVICE6, 40000, payload);
+    let udp = &whole[40..];
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < udp.len() {
+        let end = (offset + chunk).min(udp.len());
+        let more = end < udp.len();
+        let mut ip = whole[..40].to_vec();
+        ip[4..6].copy_from_slice(&((8 + end - offset) as u16).to_be_bytes());
+        ip[6] = 44; // next header: fragment
+        ip.extend_from_slice(&[17, 0]);
+        ip.extend_from_slice(&((offset as u16) | u16::from(more)).to_be_bytes());
+        ip.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        ip.extend_from_slice(&udp[offset..end]);
+        out.push(ip);
+        offset = end;
+    }
+    out
+}
+
+#[test]
+fn ipv6_fragments_make_one_record() {
+    let fragments = ipv6_fragments(&big_payload(), 1232);
+    assert_eq!(fragments.len(), 3);
+    let order = [
+        fragments[1].clone(),
+        fragments[2].clone(),
+        fragments[0].clone(),
+    ];
+    let frames: Vec<_> = order.iter().map(|f| (t(3, 0), f.clone())).collect();
+    let (records, stats) = read_ok(&Pcap::new(229).file(&frames));
+    assert_eq!(
+        records,
+        vec![Record {
+            number: 3,
+            time: t(3, 0),
+            src: SocketAddr::new(CLIENT6.into(), 50000),
+            dst: SocketAddr::new(DEVICE6.into(), 40000),
+            payload: big_payload(),
+        }]
+    );
+    assert_eq!(stats.fragments_reassembled, 1);
+}
+
 #[test]
 fn duplicate_fragments_do_not_change_the_datagram() {
     let a = ipv4_fragments(CLIENT, DEVICE, 9, &big_payload(), 1480);

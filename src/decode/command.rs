@@ -344,11 +344,28 @@ pub fn decode(
             Sink::Follow(follower) => follower.add(&record),
             Sink::Records => {
                 counts.shown += 1;
+                let relative = relative_nanos(record.time, first_time.unwrap_or_default());
+                // The bulk of a capture is PTCP, and a PTCP summary is the
+                // codec's Display of the packet (what `describe` puts in
+                // `summary`): skip building the field tree for it.
+                let summary_only = !args.json && !args.tree && !args.hex_dump;
+                if summary_only && kind == Kind::Ptcp {
+                    if let Ok(packet) = ptcp::Packet::decode(&record.payload) {
+                        writeln!(
+                            out,
+                            "{:>5} {} {} → {} PTCP {packet}",
+                            record.number,
+                            format_relative(relative),
+                            record.src,
+                            record.dst,
+                        )?;
+                        continue;
+                    }
+                }
                 let desc = describe_with(&record.payload, options);
                 if desc.error.is_some() {
                     counts.malformed += 1;
                 }
-                let relative = relative_nanos(record.time, first_time.unwrap_or_default());
                 if args.json {
                     write_json(&record, relative, desc.to_json(), out)?;
                 } else {
@@ -548,6 +565,21 @@ fn progress_bar(size: u64) -> indicatif::ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ptcp_fast_path_prints_what_describe_summarises() {
+        // DH-P2P.md §11.7 A1 (SYN) and §11.8 D8 (BIND), D10 (CONN).
+        for hex_text in [
+            "505443500000000000000000 0002ffff0000000000000000 00030100",
+            "505443500000002c00000010 0000fffd0000000300001003 110000000a0b0c0d000000000000022a7f000001",
+            "505443500000001000000040 0000fffe0000100500000003 120000000a0b0c0d00000000434f4e4e",
+        ] {
+            let digits: String = hex_text.split_whitespace().collect();
+            let bytes = hex::decode(digits).unwrap();
+            let packet = ptcp::Packet::decode(&bytes).unwrap();
+            assert_eq!(packet.to_string(), describe_with(&bytes, Options::default()).summary);
+        }
+    }
 
     #[test]
     fn realm_parses_hex_and_decimal() {

@@ -734,37 +734,33 @@ impl State {
                 let src = IpAddr::V6(header.source_addr());
                 let dst = IpAddr::V6(header.destination_addr());
                 let payload = packet.payload();
-                if payload.fragmented {
-                    let fragment =
-                        packet
-                            .extensions()
-                            .clone()
-                            .into_iter()
-                            .find_map(|ext| match ext {
-                                Ipv6ExtensionSlice::Fragment(f) => Some(f),
-                                _ => None,
-                            });
-                    let Some(fragment) = fragment else {
-                        return Err(Skip::Malformed);
-                    };
-                    if fragment.next_header() != etherparse::IpNumber::UDP {
-                        return Err(Skip::NotUdp);
+                let fragment = packet
+                    .extensions()
+                    .clone()
+                    .into_iter()
+                    .find_map(|ext| match ext {
+                        Ipv6ExtensionSlice::Fragment(f) => Some(f.slice()),
+                        _ => None,
+                    });
+                // Read the fragment header ourselves (RFC 8200 §4.5): etherparse
+                // 0.16 takes the offset and M flag from the wrong bits.
+                if let Some(raw) = fragment {
+                    let field = be16(raw, 2).ok_or(Skip::Malformed)?;
+                    let offset = u32::from(field & 0xfff8);
+                    let more = field & 1 == 1;
+                    if offset != 0 || more {
+                        if raw.first() != Some(&etherparse::IpNumber::UDP.0) {
+                            return Err(Skip::NotUdp);
+                        }
+                        self.stats.fragments += 1;
+                        let key = FragmentKey {
+                            src,
+                            dst,
+                            id: read_u32(raw, 4, true).ok_or(Skip::Malformed)?,
+                            proto: etherparse::IpNumber::UDP.0,
+                        };
+                        return self.reassemble(number, key, offset, more, payload.payload);
                     }
-                    self.stats.fragments += 1;
-                    let key = FragmentKey {
-                        src,
-                        dst,
-                        id: fragment.identification(),
-                        proto: etherparse::IpNumber::UDP.0,
-                    };
-                    let offset = u32::from(fragment.fragment_offset().byte_offset());
-                    return self.reassemble(
-                        number,
-                        key,
-                        offset,
-                        fragment.more_fragments(),
-                        payload.payload,
-                    );
                 }
                 if payload.ip_number != etherparse::IpNumber::UDP {
                     return Err(Skip::NotUdp);
