@@ -412,3 +412,60 @@ fn help_documents_exit_codes_and_examples() {
     assert!(help.contains("Exit codes:"));
     assert!(help.contains("tcpdump -i eth0 -w - udp | dhp2p decode -"));
 }
+
+#[test]
+fn follow_writes_the_realm_bytes_to_stdout_or_a_file() {
+    let file = write_capture("follow", &session_capture());
+    let options = b"OPTIONS rtsp://127.0.0.1:554/ RTSP/1.0\r\nCSeq: 1\r\n\r\n";
+    let out = decode(
+        &["--follow", "0x0a0b0c0d", "--direction", "to-device"],
+        &file,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, options);
+    let target = file.with_extension("bin");
+    let target_arg = target.to_str().unwrap();
+    let out = decode(
+        &[
+            "--follow",
+            "0x0a0b0c0d",
+            "--direction",
+            "to-device",
+            "-o",
+            target_arg,
+        ],
+        &file,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::read(&target).unwrap(), options);
+    // The device sent nothing on this realm.
+    let out = decode(&["--follow", "168496141"], &file);
+    assert!(out.stdout.is_empty());
+    // A realm that is not in the capture.
+    let out = decode(&["--follow", "0x1"], &file);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in the capture"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn stats_prints_a_report_instead_of_records() {
+    let file = write_capture("stats", &session_capture());
+    let out = decode(&["--stats"], &file);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("192.0.2.10:50000 <-> 203.0.113.10:40000"),
+        "{text}"
+    );
+    assert!(!text.contains(" → "), "no record lines: {text}");
+    let out = decode(&["--stats", "--json"], &file);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1);
+    let report: Value = serde_json::from_str(&text).expect("one JSON object");
+    assert!(report.is_object());
+}

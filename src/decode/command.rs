@@ -315,6 +315,7 @@ pub fn decode(
     } else {
         Sink::Records
     };
+    let records_mode = matches!(sink, Sink::Records);
     let mut counts = Counts::default();
     let mut damage = None;
     let mut first_time = None;
@@ -391,15 +392,25 @@ pub fn decode(
         Sink::Records => {}
         Sink::Stats(collector) => write_stats(&collector, args.json, out)?,
         Sink::Follow(follower) => {
-            if let Err(error) = write_follow(args, follower.finish(), out) {
+            let result = follower.finish();
+            if !result.found() {
+                write!(err, "dhp2p decode: {name}: {}", result.summary())?;
+                return Ok(EXIT_DAMAGED_OR_EMPTY);
+            }
+            if !quiet {
+                // Where the realm was, its BIND target and any gaps.
+                write!(err, "dhp2p decode: {}", result.summary())?;
+            }
+            if let Err(error) = write_follow(args, result, out) {
                 writeln!(err, "dhp2p decode: {error}")?;
-                return Ok(EXIT_NOT_A_CAPTURE);
+                return Ok(EXIT_DAMAGED_OR_EMPTY);
             }
         }
     }
     out.flush()?;
     if !quiet {
-        writeln!(err, "{}", summary_line(&name, reader.stats(), &counts))?;
+        let line = summary_line(&name, reader.stats(), &counts, records_mode);
+        writeln!(err, "{line}")?;
     }
     if let Some(error) = damage {
         let stopped = match &error {
@@ -514,16 +525,18 @@ fn write_follow(args: &DecodeArgs, result: FollowResult, out: &mut impl Write) -
 }
 
 /// The end-of-run line on stderr.
-fn summary_line(name: &str, stats: &ReaderStats, counts: &Counts) -> String {
+fn summary_line(name: &str, stats: &ReaderStats, counts: &Counts, records_mode: bool) -> String {
     let [ptcp, cloud, punch, unknown] = counts.per_kind;
     let mut line = format!(
         "dhp2p decode: {name}: {} frames, {} UDP datagrams (PTCP {ptcp}, CLOUD {cloud}, PUNCH {punch}, other UDP {unknown})",
         stats.frames, stats.udp
     );
-    if counts.shown != stats.udp {
+    if counts.shown != stats.udp && records_mode {
         line.push_str(&format!(", {} shown", counts.shown));
     }
-    line.push_str(&format!(", {} malformed", counts.malformed));
+    if records_mode {
+        line.push_str(&format!(", {} malformed", counts.malformed));
+    }
     let skipped = [
         (stats.skipped_non_udp, "not UDP"),
         (stats.skipped_link_type, "unknown link type"),
