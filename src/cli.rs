@@ -14,6 +14,8 @@ Examples:
   dhp2p emulate-device --cloud-port 0
   dhp2p dissect '50544350 00000000 00000000 0002ffff 00000000 00000000 00030100'
   dhp2p dissect -V --hex < datagrams.txt
+  dhp2p decode session.pcap
+  tcpdump -i eth0 -w - udp | dhp2p decode -
 
 Run `dhp2p <command> --help` for the options and exit codes of a command.";
 
@@ -83,6 +85,11 @@ pub enum Command {
     /// field tree, a hex dump or JSON.
     #[command(after_help = DISSECT_AFTER_HELP)]
     Dissect(DissectArgs),
+    /// Decode a pcap/pcapng capture: one line per Dahua P2P datagram,
+    /// optionally field trees, hex or JSON; or a report (--stats) or a
+    /// realm's bytes (--follow).
+    #[command(after_help = dhp2p::decode::command::DECODE_AFTER_HELP)]
+    Decode(Box<dhp2p::decode::command::DecodeArgs>),
     /// Serve a Dahua device's TCP ports (RTSP first) on localhost, found by
     /// serial number through the cloud and reached through NAT.
     Tunnel(Box<dhp2p::net::tunnel_command::TunnelArgs>),

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
             &mut io::stdout().lock(),
             &mut io::stderr().lock(),
         ),
+        Command::Decode(args) => {
+            return ExitCode::from(dhp2p::decode::command::run(args, cli.global.quiet))
+        }
         Command::EmulateDevice(args) => {
             return run_async(dhp2p::emulator::command::run(args.as_ref().clone()))
         }

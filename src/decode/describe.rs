@@ -1553,14 +1553,17 @@ fn preview(text: &str) -> String {
 }
 
 fn spaced_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().saturating_mul(3));
+    // A table lookup per byte: this runs for every payload in `--json`.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(3));
     for (i, byte) in bytes.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        let _ = write!(out, "{byte:02x}");
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0x0f)]);
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

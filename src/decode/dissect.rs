@@ -368,17 +368,30 @@ impl State {
             return writeln!(out, "{value}");
         }
         writeln!(out, "{n} {} {}", desc.kind.label(), desc.summary)?;
-        if self.options.tree {
-            let mut tree = String::new();
-            render_tree(desc, &mut tree);
-            out.write_all(tree.as_bytes())?;
-        }
-        if self.options.hex {
-            out.write_all(hex_dump(&desc.masked(payload)).as_bytes())?;
-        }
-        if self.options.tree || self.options.hex {
-            writeln!(out)?;
-        }
-        Ok(())
+        write_details(desc, payload, self.options.tree, self.options.hex, out)
     }
+}
+
+/// What follows a datagram's summary line in `dissect` and `decode`: the
+/// field tree (`-V`), the hex dump with secrets masked (`--hex`), and a
+/// blank line after either.
+pub fn write_details(
+    desc: &Description,
+    payload: &[u8],
+    tree: bool,
+    hex: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    if tree {
+        let mut text = String::new();
+        render_tree(desc, &mut text);
+        out.write_all(text.as_bytes())?;
+    }
+    if hex {
+        out.write_all(hex_dump(&desc.masked(payload)).as_bytes())?;
+    }
+    if tree || hex {
+        writeln!(out)?;
+    }
+    Ok(())
 }

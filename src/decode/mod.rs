@@ -8,9 +8,11 @@
 //! same fields under the same names. No sockets and no terminal code here:
 //! [`dissect::run`] takes its input and output streams as parameters.
 
+pub mod command;
 pub mod describe;
 pub mod dissect;
 pub mod follow;
+pub mod pcap;
 pub mod record;
 pub mod stats;
 
