@@ -14,6 +14,7 @@ Examples:
   dhp2p emulate-device --cloud-port 0
   dhp2p dissect '50544350 00000000 00000000 0002ffff 00000000 00000000 00030100'
   dhp2p dissect -V --hex < datagrams.txt
+  dhp2p inspect --tap 127.0.0.1:4000
   dhp2p decode session.pcap
   tcpdump -i eth0 -w - udp | dhp2p decode -
 
@@ -99,6 +100,9 @@ pub enum Command {
     /// Run a fake Easy4IPCloud (cloud, P2P server, relay, agent) and Dahua
     /// device on loopback, for offline use and tests.
     EmulateDevice(Box<dhp2p::emulator::command::EmulateArgs>),
+    /// Watch traffic live in the terminal (pcap file, stdin or a --tap):
+    /// packet list, field tree, hex bytes, realms and handshake timeline.
+    Inspect(dhp2p::tui::command::InspectArgs),
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         cli.command,
         Command::EmulateDevice(_) | Command::Tunnel(_) | Command::Demo(_)
     );
-    init_logging(&cli.global, chatty);
+    // The inspector owns the terminal: log lines on stderr would tear it.
+    if !matches!(cli.command, Command::Inspect(_)) {
+        init_logging(&cli.global, chatty);
+    }
     let result = match &cli.command {
         Command::Dissect(args) => dissect::run(
             &args.options(cli.global.quiet),
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             return run_code(dhp2p::net::tunnel_command::run(args.as_ref().clone()))
         }
         Command::Demo(args) => return run_code(dhp2p::net::tunnel_command::demo(args.clone())),
+        Command::Inspect(args) => return ExitCode::from(dhp2p::tui::command::run(args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

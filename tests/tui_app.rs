@@ -442,7 +442,10 @@ fn filter_by_realm_kind_and_word_and_a_bad_term() {
     key(&mut app, KeyCode::Enter);
     assert!(app.prompt().is_some());
     let bottom = lines(&draw(&mut app, 80, 24))[23].clone();
-    assert!(bottom.contains("realm \"zz\" is not a number"), "{bottom}");
+    assert!(
+        bottom.contains("realm: \"zz\" is not a realm id"),
+        "{bottom}"
+    );
     assert_eq!(app.shown_len(), 2, "the old filter stays");
     key(&mut app, KeyCode::Esc);
     // An empty filter shows everything again.
@@ -746,9 +749,11 @@ fn malformed_datagram_row_is_highlighted() {
 #[test]
 fn filter_terms_in_both_spellings() {
     use dhp2p::codec::classify::Kind;
+    use dhp2p::decode::command::SessionFilter;
+    use dhp2p::decode::record::SessionKey;
     use dhp2p::tui::filter::{Endpoint, Filter};
     let filter = Filter::parse(
-        "--kind ptcp kind:cloud,udp --realm=0x0a0b0c0d realm:42 --session 127.0.0.1:5000 session:10.0.0.1 --malformed RTSP",
+        "--kind ptcp kind:cloud,udp --realm=0x0a0b0c0d realm:42 --session 127.0.0.1:5000 session:10.0.0.1 session:127.0.0.1:1<->127.0.0.1:2 --malformed RTSP",
     )
     .unwrap();
     assert_eq!(filter.kinds, [Kind::Ptcp, Kind::Cloud, Kind::Unknown]);
@@ -756,8 +761,12 @@ fn filter_terms_in_both_spellings() {
     assert_eq!(
         filter.sessions,
         [
-            Endpoint::Addr(addr("127.0.0.1:5000")),
-            Endpoint::Ip("10.0.0.1".parse().unwrap())
+            Endpoint::Session(SessionFilter::Endpoint(addr("127.0.0.1:5000"))),
+            Endpoint::Ip("10.0.0.1".parse().unwrap()),
+            Endpoint::Session(SessionFilter::Pair(SessionKey::of(
+                addr("127.0.0.1:2"),
+                addr("127.0.0.1:1")
+            ))),
         ]
     );
     assert!(filter.malformed_only);
@@ -775,4 +784,47 @@ fn filter_terms_in_both_spellings() {
         .unwrap_err()
         .to_string()
         .contains("unknown filter --colour"));
+}
+
+#[test]
+fn direct_capture_bind_realm_highlighted() {
+    let file =
+        std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/captures/direct.pcap")).unwrap();
+    let reader = dhp2p::decode::pcap::PcapReader::new(std::io::BufReader::new(file)).unwrap();
+    let mut app = App::new(Config::new("direct.pcap", false));
+    for record in reader {
+        app.push(record.unwrap());
+    }
+    assert_eq!(app.total(), 87);
+    assert_eq!(app.counts(), [21, 10, 56, 0]);
+    let bind = (0..app.shown_len())
+        .map(|row| app.shown_packet(row).unwrap())
+        .find(|p| p.summary.contains(" BIND realm="))
+        .expect("a BIND")
+        .record
+        .number;
+    select_number(&mut app, bind);
+    tree_to(&mut app, "Realm: 0x");
+    assert_eq!(app.highlighted_range(), Some(28..32));
+    let buffer = draw(&mut app, 80, 24);
+    let hex = app.areas().hex;
+    let (x, y) = find(&buffer, "0010  ").expect("second hex line");
+    assert!(y > hex.y && y < hex.bottom());
+    for byte in 0..16u16 {
+        let cell = &buffer[(x + 6 + 3 * byte, y)];
+        assert_eq!(
+            cell.bg == Color::Yellow,
+            (12..16).contains(&byte),
+            "byte {byte}"
+        );
+    }
+    // The realm row in the realms view: the RTSP port, closed at the end.
+    key(&mut app, KeyCode::Char('r'));
+    let text = screen(&draw(&mut app, 80, 24));
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("0x"))
+        .expect("a realm row");
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[1..3], ["554", "DISC"], "{row}");
 }

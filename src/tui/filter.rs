@@ -3,7 +3,10 @@
 //! ```text
 //! kind:ptcp            --kind ptcp         cloud | punch | ptcp | unknown (or udp)
 //! realm:0x0a0b0c0d     --realm 168496141   a PTCP realm, hex or decimal
+//!
+//! Realm and session values are parsed by `decode`'s own parsers.
 //! session:127.0.0.1:5000                   either endpoint is this address
+//! session:127.0.0.1:5000<->127.0.0.1:6000  this pair, either direction
 //! session:127.0.0.1                        either endpoint has this IP
 //! malformed                                only datagrams that did not decode
 //! anything else                            a case-insensitive word of the summary
@@ -17,6 +20,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::classify::Kind;
+use crate::decode::command::{parse_realm as decode_realm, SessionFilter};
+use crate::decode::record::SessionKey;
 
 /// What a filter looks at in one packet (all of it is known at ingest time,
 /// so filtering never decodes again).
@@ -30,18 +35,20 @@ pub struct Subject<'a> {
     pub summary: &'a str,
 }
 
-/// An address a `session:` term names.
+/// What a `session:` term names: `decode --session`'s endpoint or pair, or
+/// (the inspector's extra) a bare IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    Addr(SocketAddr),
+    Session(SessionFilter),
     Ip(IpAddr),
 }
 
 impl Endpoint {
-    fn matches(&self, addr: SocketAddr) -> bool {
+    fn matches(&self, src: SocketAddr, dst: SocketAddr) -> bool {
         match *self {
-            Endpoint::Addr(a) => a == addr,
-            Endpoint::Ip(ip) => ip == addr.ip(),
+            Endpoint::Session(SessionFilter::Endpoint(a)) => a == src || a == dst,
+            Endpoint::Session(SessionFilter::Pair(key)) => SessionKey::of(src, dst) == key,
+            Endpoint::Ip(ip) => ip == src.ip() || ip == dst.ip(),
         }
     }
 }
@@ -137,11 +144,7 @@ impl Filter {
     pub fn matches(&self, p: &Subject<'_>) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&p.kind))
             && (self.realms.is_empty() || p.realm.is_some_and(|r| self.realms.contains(&r)))
-            && (self.sessions.is_empty()
-                || self
-                    .sessions
-                    .iter()
-                    .any(|e| e.matches(p.src) || e.matches(p.dst)))
+            && (self.sessions.is_empty() || self.sessions.iter().any(|e| e.matches(p.src, p.dst)))
             && (!self.malformed_only || p.malformed)
             && self.words.iter().all(|w| contains_lowercase(p.summary, w))
     }
@@ -160,27 +163,15 @@ fn contains_lowercase(haystack: &str, needle: &str) -> bool {
 }
 
 fn parse_realm(value: &str) -> Result<u32, FilterError> {
-    let parsed = match value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-    {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => value.parse(),
-    };
-    parsed.map_err(|_| {
-        FilterError(format!(
-            "realm {value:?} is not a number (write 0x0a0b0c0d or 168496141)"
-        ))
-    })
+    decode_realm(value).map_err(|e| FilterError(format!("realm: {e}")))
 }
 
 fn parse_endpoint(value: &str) -> Result<Endpoint, FilterError> {
-    if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Ok(Endpoint::Addr(addr));
+    match value.parse::<SessionFilter>() {
+        Ok(session) => Ok(Endpoint::Session(session)),
+        Err(e) => value
+            .parse::<IpAddr>()
+            .map(Endpoint::Ip)
+            .map_err(|_| FilterError(format!("session: {e}"))),
     }
-    value.parse::<IpAddr>().map(Endpoint::Ip).map_err(|_| {
-        FilterError(format!(
-            "session {value:?} is not an address (write 127.0.0.1:5000 or 127.0.0.1)"
-        ))
-    })
 }

@@ -8,11 +8,11 @@
 //! exactly the fields `dissect -V` and `decode -V` print.
 
 pub mod app;
-// pub mod command;
+pub mod command;
 pub mod driver;
 pub mod filter;
 pub mod realms;
-// pub mod source;
+pub mod source;
 pub mod tree;
 pub mod ui;
 
