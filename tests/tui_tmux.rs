@@ -327,3 +327,45 @@ fn refuses_to_start_without_a_terminal_or_with_a_missing_file() {
     assert!(screen.contains("dhp2p inspect:"), "{screen}");
     assert_eq!(tmux.wait_exit(Duration::from_secs(10)), "1");
 }
+
+#[test]
+fn reconnects_when_the_tap_comes_back() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // A free port nobody listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tap = format!("127.0.0.1:{port}");
+    let tmux = Tmux::start(
+        "reconnect",
+        &format!("{} inspect --tap {tap}", binary()),
+        100,
+        30,
+    );
+    tmux.wait_for("retrying", Duration::from_secs(10), |s| {
+        s.contains("RECONNECTING") && s.contains(&format!("cannot connect to tap {tap}"))
+    });
+    for _round in 0..2 {
+        let mut emulator = Background::spawn(common::dhp2p().arg("emulate-device").args([
+            "--cloud-port",
+            "0",
+            "--tap",
+            &tap,
+        ]));
+        emulator.wait_line("ready ", Duration::from_secs(20));
+        tmux.wait_for("connected", Duration::from_secs(10), |s| {
+            s.contains(&format!("tap {tap} LIVE"))
+        });
+        // The tap goes away with the emulator: the inspector retries.
+        drop(emulator);
+        tmux.wait_for(
+            "retrying after the tap left",
+            Duration::from_secs(10),
+            |s| s.contains("RECONNECTING"),
+        );
+    }
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.wait_exit(Duration::from_secs(10)), "0");
+}
