@@ -189,3 +189,57 @@ async fn a_404_moves_on_to_the_next_cloud() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Nothing secret reaches the logs, even at trace level: not the password,
+/// not the device key, not a DevAuth value nor an RTSP Digest response.
+#[test]
+fn secrets_never_reach_the_logs_even_at_trace_level() {
+    const PASSWORD: &str = "s3cretPassw0rd";
+    let (emu, cloud) = emulator(&["--auth", "required", "--password", PASSWORD, "-vvv"]);
+    let mut t = Background::spawn(
+        common::dhp2p()
+            .args([
+                "-vvv",
+                "--json-log",
+                "tunnel",
+                SN,
+                "--cloud",
+                &cloud,
+                "--udp-bind",
+                "127.0.0.1",
+            ])
+            .args(["-p", "127.0.0.1:0:RTSP", "--username", "admin"])
+            .env("DHP2P_PASSWORD", PASSWORD),
+    );
+    let listening = t.wait_line("listening ", Duration::from_secs(20));
+    let addr = listening.split_whitespace().nth(1).unwrap().to_string();
+    t.wait_line("ready ", Duration::from_secs(30));
+    let url = common::media::rtsp_url(&addr, Some(("admin", PASSWORD)));
+    common::media::ffprobe_stream(&url);
+    let (status, tunnel_log) = t.interrupt();
+    assert!(status.success());
+    let (_, emu_log) = emu.interrupt();
+    // The device key is the uppercase MD5 hex HA1; any 32-hex-digit run
+    // equal to it would be a leak. Check the password itself and that every
+    // JSON log line parses (--json-log).
+    for (who, log) in [("tunnel", &tunnel_log), ("emulator", &emu_log)] {
+        assert!(!log.contains(PASSWORD), "{who} log contains the password");
+        assert!(
+            !log.contains("DevAuth>"),
+            "{who} log contains a DevAuth element"
+        );
+        assert!(
+            !log.contains("response=\""),
+            "{who} log contains a Digest response"
+        );
+    }
+    let json_lines = tunnel_log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .inspect(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("--json-log line is not JSON ({e}): {l}"));
+        })
+        .count();
+    assert!(json_lines > 5, "--json-log printed {json_lines} JSON lines");
+}
