@@ -1495,6 +1495,13 @@ fn mask(bytes: &[u8], ranges: &[Range<usize>]) -> Vec<u8> {
     out
 }
 
+/// `text` (an RTSP or HTTP head) with the credentials of its
+/// `Authorization` lines replaced by [`REDACTED`]: the one redaction rule
+/// that `describe`, `decode --follow --rtsp` and the inspector share.
+pub fn redact_auth_text(text: &[u8]) -> String {
+    redact_text(text, &auth_secrets(text))
+}
+
 /// `bytes` as text with each range (sorted, disjoint) replaced by [`REDACTED`].
 fn redact_text(bytes: &[u8], ranges: &[Range<usize>]) -> String {
     let mut sorted: Vec<&Range<usize>> = ranges.iter().collect();

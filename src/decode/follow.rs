@@ -20,11 +20,11 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::describe::{describe, REDACTED};
+use super::describe::redact_auth_text;
 use super::record::{Record, SessionKey};
 use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
-use crate::codec::ptcp::{self, Body, Header, Packet, Status};
+use crate::codec::ptcp::{self, Body, Status};
 
 /// Longest RTSP head searched for its terminating empty line.
 const MAX_RTSP_HEAD: usize = 64 * 1024;
@@ -834,46 +834,8 @@ fn message_from_head(offset: usize, head: &[u8], body_len: usize, truncated: boo
 }
 
 /// `text` with the credentials of `Authorization:` lines replaced by
-/// [`REDACTED`]. The ranges come from the describe layer's redaction of
-/// tunnelled RTSP (the same rule `dissect` and `decode -V` apply), by
-/// describing the text as a DATA payload.
+/// `<redacted>`: the describe layer's rule, the one `dissect` and
+/// `decode -V` apply.
 pub fn redact_authorization(text: &[u8]) -> String {
-    const DATA_AT: usize = ptcp::HEADER_LEN + ptcp::SUBHEADER_LEN;
-    if text.len() > ptcp::MAX_LEN_FIELD as usize {
-        return String::from_utf8_lossy(text).into_owned();
-    }
-    let datagram = Packet {
-        header: Header::default(),
-        body: Body::Data {
-            realm: 0,
-            payload: text,
-        },
-    }
-    .to_vec();
-    let mut ranges: Vec<(usize, usize)> = describe(&datagram)
-        .secrets
-        .iter()
-        .map(|r| {
-            (
-                r.start.saturating_sub(DATA_AT),
-                r.end.saturating_sub(DATA_AT),
-            )
-        })
-        .collect();
-    ranges.sort_unstable();
-    let mut out = String::new();
-    let mut at = 0usize;
-    for (start, end) in ranges {
-        let start = start.clamp(at, text.len());
-        let end = end.clamp(start, text.len());
-        out.push_str(&String::from_utf8_lossy(
-            text.get(at..start).unwrap_or_default(),
-        ));
-        if start < end {
-            out.push_str(REDACTED);
-        }
-        at = end;
-    }
-    out.push_str(&String::from_utf8_lossy(text.get(at..).unwrap_or_default()));
-    out
+    redact_auth_text(text)
 }
