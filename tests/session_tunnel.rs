@@ -174,6 +174,29 @@ fn session_retires_after_clients_fail_in_a_row() {
     assert!(!p.client.can_open());
 }
 
+/// Issue 11 item 4: a device port with nothing listening answers every BIND
+/// with DISC. That is the port's answer, not a sick session: it must not retire.
+#[test]
+fn refused_binds_do_not_retire_the_session() {
+    let mut p = Pair::new(TunnelConfig::default());
+    for client in 1..=6 {
+        let realm = p.client.open(p.now, client, 9999);
+        p.settle();
+        p.device_send(Body::status(realm, Status::Disc));
+        assert!(p.events.contains(&TunnelEvent::BindFailed {
+            client,
+            reason: BindFailure::Refused
+        }));
+    }
+    assert!(!p.events.contains(&TunnelEvent::Retired));
+    assert!(p.client.can_open());
+    // And a client for a port that works still gets its realm.
+    let realm = p.client.open(p.now, 7, 554);
+    p.settle();
+    p.device_send(Body::status(realm, Status::Conn));
+    assert!(p.events.contains(&TunnelEvent::Opened { client: 7, realm }));
+}
+
 #[test]
 fn device_disc_on_bind_is_refused_and_on_open_realm_closes() {
     let mut p = Pair::new(TunnelConfig::default());

@@ -133,6 +133,8 @@ struct Client {
     accepted: Instant,
     /// Bytes read before the realm opened.
     early: Vec<u8>,
+    /// Sessions whose BIND for this client timed out: not asked again.
+    avoid: Vec<SessionId>,
     eof: bool,
     /// Total permits handed to the reader, and bytes it delivered.
     given: u64,
@@ -413,6 +415,7 @@ impl Driver {
                 state: ClientState::Held,
                 accepted: now,
                 early: Vec::new(),
+                avoid: Vec::new(),
                 eof: false,
                 given: 0,
                 consumed: 0,
@@ -466,6 +469,43 @@ impl Driver {
                     // Closed before sending anything: no realm, nothing left behind.
                     self.drop_client(id, false);
                 }
+            }
+        }
+    }
+
+    /// A client's BIND did not give it a realm on session `sid`.
+    fn bind_failed(&mut self, now: Instant, sid: SessionId, id: ClientId, reason: BindFailure) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let port = self.remote_port(c.listener);
+        let within_hold = now < c.accepted + self.opts.hold_timeout;
+        match reason {
+            BindFailure::Refused => {
+                // The device's answer for that port: retrying elsewhere
+                // would get the same answer. The session stays up.
+                tracing::warn!(
+                    "session {sid}: client {id}: device port {port} refused the connection (DISC); closing the client"
+                );
+                self.drop_client(id, true);
+            }
+            BindFailure::TimedOut | BindFailure::SessionEnded if within_hold => {
+                // Another session (or a new one) gets a try within the
+                // client's hold time; this one is not asked again.
+                tracing::info!(
+                    "session {sid}: client {id}: no realm for port {port} ({reason:?}); trying another session"
+                );
+                if let Some(c) = self.clients.get_mut(&id) {
+                    c.state = ClientState::Held;
+                    c.avoid.push(sid);
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    "session {sid}: client {id}: the device did not open a realm for port {port} ({reason:?}) within {:?}; closing the client",
+                    self.opts.hold_timeout
+                );
+                self.drop_client(id, true);
             }
         }
     }
@@ -529,9 +569,11 @@ impl Driver {
                 continue;
             };
             let port = self.remote_port(c.listener);
+            let avoid = c.avoid.clone();
             let slot = self
                 .sessions
                 .iter_mut()
+                .filter(|(sid, _)| !avoid.contains(sid))
                 .find_map(|(sid, s)| match &mut s.state {
                     SessionState::Ready { tunnel, .. } if tunnel.can_open() => Some((*sid, tunnel)),
                     _ => None,
@@ -566,10 +608,23 @@ impl Driver {
                 _ => 0,
             })
             .sum();
-        let want_new = (waiting > room || (self.opts.keep_warm && self.sessions.is_empty()))
-            && handshaking == 0
-            && self.sessions.len() < self.opts.max_sessions
-            && now >= self.next_attempt;
+        // Clients that every open session already failed to serve need a new one.
+        let stranded = self.clients.values().any(|c| {
+            c.state == ClientState::Held
+                && !c.avoid.is_empty()
+                && !self.sessions.iter().any(|(sid, s)| {
+                    !c.avoid.contains(sid)
+                        && match &s.state {
+                            SessionState::Ready { tunnel, .. } => tunnel.can_open(),
+                            SessionState::Handshaking(_) => true,
+                        }
+                })
+        });
+        let want_new =
+            (waiting > room || stranded || (self.opts.keep_warm && self.sessions.is_empty()))
+                && handshaking == 0
+                && self.sessions.len() < self.opts.max_sessions
+                && now >= self.next_attempt;
         if want_new {
             self.start_session(now).await;
         }
@@ -735,20 +790,7 @@ impl Driver {
                             }
                         }
                         TunnelEvent::BindFailed { client, reason } => {
-                            match reason {
-                                BindFailure::SessionEnded => {}
-                                other => tracing::warn!(
-                                    "session {sid}: client {client}: the device did not open the realm ({other:?})"
-                                ),
-                            }
-                            if reason == BindFailure::SessionEnded {
-                                // Give it another chance on another session.
-                                if let Some(c) = self.clients.get_mut(&client) {
-                                    c.state = ClientState::Held;
-                                }
-                            } else {
-                                self.drop_client(client, true);
-                            }
+                            self.bind_failed(now, sid, client, reason);
                         }
                         TunnelEvent::Data { client, bytes } => {
                             let Some(c) = self.clients.get(&client) else {

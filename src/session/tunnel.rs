@@ -34,7 +34,8 @@ pub struct TunnelConfig {
     pub bind_timeout: Duration,
     /// BIND attempts per client, each with a fresh realm ID.
     pub bind_attempts: u32,
-    /// Clients in a row whose BINDs all failed before the session retires.
+    /// Clients in a row whose BINDs all timed out before the session retires
+    /// (refused BINDs do not count: the device answered).
     pub retire_after: u32,
     /// Client bytes a realm may hold waiting for the send window.
     pub realm_queue: usize,
@@ -333,6 +334,12 @@ impl TunnelSession {
     fn bind_failed(&mut self, client: ClientId, reason: BindFailure) {
         self.events
             .push_back(TunnelEvent::BindFailed { client, reason });
+        // A DISC answer to a BIND is the device saying "that port is closed":
+        // the session itself is healthy, so only silence counts toward
+        // retirement.
+        if reason != BindFailure::TimedOut {
+            return;
+        }
         self.failed_in_row += 1;
         if self.failed_in_row >= self.config.retire_after && !self.retired {
             self.retired = true;
