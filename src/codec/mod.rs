@@ -10,6 +10,7 @@
 //! - [`ptcp`]: PTCP ("PhonyTCP") packets: the 24-byte header and the bodies.
 //! - [`cloud`]: the HTTP-like cloud messages over UDP and their XML bodies.
 //! - [`punch`]: the inverted-STUN hole-punch messages.
+//! - [`rtsp`]: RTSP framing and `Authorization` credentials, as carried in a realm.
 //! - [`crypto`]: WSSE, device key, DevAuth, LocalAddr and Info encryption.
 //! - [`identity`]: the public client identities (cloud profiles).
 //! - [`classify`]: which of the above a UDP payload is, by content.
@@ -20,3 +21,4 @@ pub mod crypto;
 pub mod identity;
 pub mod ptcp;
 pub mod punch;
+pub mod rtsp;

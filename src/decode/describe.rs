@@ -3,19 +3,16 @@
 //! (a tshark Info column) and a stable JSON object (`--json`).
 //!
 //! Nothing here reads the wire: the codec decodes ([`classify`]) and this
-//! module walks the decoded values. Byte ranges come from the fixed layouts
-//! and the encoded lengths of decoded parts:
-//! - PTCP: fixed offsets (header 0..24, sub-header 24..36, data from 36);
-//! - punch: the 20-byte STUN header, then each attribute in order taking
-//!   `4 + value + padding` bytes, then the bytes after the declared length;
+//! module walks the decoded values. Byte ranges come from the codec's
+//! layout tables and the encoded lengths of decoded parts:
+//! - PTCP: `ptcp::field` (header, sub-header, BIND/STATUS fields, data);
+//! - punch: `punch::field` for the STUN header, then each attribute in
+//!   order taking `4 + value + padding` bytes, then the bytes after the
+//!   declared length;
 //! - cloud: the start line, each header line `name + separator + value +
-//!   CRLF`, the empty line, then the body.
-//!
-//! XML element ranges are located by searching the body text for each
-//! element's tags in order. That is exact for the bodies clients and clouds
-//! write (no comments, no CDATA holding tags); when an element cannot be
-//! found its range is the whole body, which is also what gets masked if it
-//! holds a secret.
+//!   CRLF`, the empty line, then the body; XML elements where the XML
+//!   reader found them ([`cloud::XmlBody::spans`]);
+//! - RTSP credentials: [`rtsp::credential_ranges`].
 //!
 //! Secrets are redacted by default ([`Options::redact`]): DevAuth values and
 //! the credentials of `Authorization: Digest`/`Basic` headers (in cloud heads
@@ -35,7 +32,9 @@ use serde_json::{json, Map, Value};
 use crate::codec::classify::{classify, Datagram, Kind};
 use crate::codec::cloud::{self, CloudError, Endpoint, Message, Separator, XmlBody};
 use crate::codec::crypto;
-use crate::codec::ptcp::{self, Body, Packet, PtcpError};
+use crate::codec::ptcp::{self, field, Body, Packet, PtcpError};
+use crate::codec::rtsp;
+use crate::codec::punch::field as pfield;
 use crate::codec::punch::{self, AddressValue, Attribute, PunchError, PunchMessage};
 
 /// What a redacted text value reads as.
@@ -344,28 +343,28 @@ fn malformed_punch(payload: &[u8], error: &PunchError) -> Description {
 // PTCP
 
 /// Offset of the body (and the sub-header) in a PTCP datagram.
-const PTCP_BODY: usize = ptcp::HEADER_LEN;
+const PTCP_BODY: usize = field::at_in_datagram(0);
 /// Offset of the data after the sub-header.
-const PTCP_DATA: usize = ptcp::HEADER_LEN + ptcp::SUBHEADER_LEN;
+const PTCP_DATA: usize = field::at_in_datagram(field::body::DATA);
 
 fn ptcp_header_fields(h: &ptcp::Header) -> Vec<Field> {
     vec![
-        Field::new("ptcp.magic", "Magic", "PTCP", json!("PTCP"), Some(0..4)),
-        Field::number("ptcp.sent", "Bytes Sent", h.sent.into(), Some(4..8)),
-        Field::number("ptcp.recv", "Bytes Received", h.recv.into(), Some(8..12)),
+        Field::new("ptcp.magic", "Magic", "PTCP", json!("PTCP"), Some(field::MAGIC)),
+        Field::number("ptcp.sent", "Bytes Sent", h.sent.into(), Some(field::SENT)),
+        Field::number("ptcp.recv", "Bytes Received", h.recv.into(), Some(field::RECV)),
         Field::new(
             "ptcp.pid",
             "Package ID",
             format!("0x{:08x}", h.pid),
             json!(h.pid),
-            Some(12..16),
+            Some(field::PID),
         ),
-        Field::number("ptcp.lmid", "Local Message ID", h.lmid.into(), Some(16..20)),
+        Field::number("ptcp.lmid", "Local Message ID", h.lmid.into(), Some(field::LMID)),
         Field::number(
             "ptcp.rmid",
             "Remote Message ID",
             h.rmid.into(),
-            Some(20..24),
+            Some(field::RMID),
         ),
     ]
 }
@@ -411,7 +410,7 @@ fn describe_ptcp(payload: &[u8], packet: &Packet<'_>, options: Options) -> Descr
             Some(PTCP_BODY..PTCP_BODY + ptcp::SYN_BODY.len()),
         )),
         Body::Data { payload: data, .. } => {
-            let secrets = shift(auth_secrets(data), PTCP_DATA);
+            let secrets = shift(rtsp::credential_ranges(data), PTCP_DATA);
             let field = bytes_field(
                 "ptcp.body.payload",
                 "Payload",
@@ -430,14 +429,14 @@ fn describe_ptcp(payload: &[u8], packet: &Packet<'_>, options: Options) -> Descr
                 "ptcp.body.port",
                 "Target Port",
                 port.into(),
-                Some(PTCP_DATA..PTCP_DATA + 4),
+                Some(field::in_datagram(field::body::BIND_PORT)),
             ));
             body_children.push(Field::new(
                 "ptcp.body.ip",
                 "Target IPv4",
                 ip.to_string(),
                 json!(ip.to_string()),
-                Some(PTCP_DATA + 4..PTCP_DATA + 8),
+                Some(field::in_datagram(field::body::BIND_IP)),
             ));
             let target = format!("{ip}:{port}");
             body_children.push(Field::new(
@@ -459,11 +458,11 @@ fn describe_ptcp(payload: &[u8], packet: &Packet<'_>, options: Options) -> Descr
                 "Status",
                 status.name(),
                 json!(status.name()),
-                Some(PTCP_DATA..PTCP_DATA + 4),
+                Some(field::in_datagram(field::body::STATUS_WORD)),
             ));
             body_json.insert("status".into(), json!(status.name()));
             if !trailer.is_empty() {
-                let start = PTCP_DATA + 4;
+                let start = field::at_in_datagram(field::body::STATUS_TRAILER);
                 body_children.push(Field::new(
                     "ptcp.body.trailer",
                     "Status Trailer",
@@ -530,7 +529,7 @@ fn sub_header_fields(body: &Body<'_>, code: u8, json_out: &mut Map<String, Value
         "Type",
         format!("0x{code:02x} ({})", body.name()),
         json!(code),
-        Some(PTCP_BODY..PTCP_BODY + 1),
+        Some(field::in_datagram(field::body::TYPE)),
     )];
     let length = match *body {
         Body::Data { payload, .. } => Some(payload.len() as u64),
@@ -545,7 +544,7 @@ fn sub_header_fields(body: &Body<'_>, code: u8, json_out: &mut Map<String, Value
             "ptcp.body.length",
             "Length",
             length,
-            Some(PTCP_BODY + 1..PTCP_BODY + 4),
+            Some(field::in_datagram(field::body::LEN)),
         ));
         json_out.insert("length".into(), json!(length));
     }
@@ -555,7 +554,7 @@ fn sub_header_fields(body: &Body<'_>, code: u8, json_out: &mut Map<String, Value
         "Realm",
         format!("0x{realm:08x}"),
         json!(realm),
-        Some(PTCP_BODY + 4..PTCP_BODY + 8),
+        Some(field::in_datagram(field::body::REALM)),
     ));
     json_out.insert("realm".into(), json!(realm));
     if !matches!(body, Body::Unknown { .. }) {
@@ -564,7 +563,7 @@ fn sub_header_fields(body: &Body<'_>, code: u8, json_out: &mut Map<String, Value
             "Padding",
             "0x00000000",
             json!(0),
-            Some(PTCP_BODY + 8..PTCP_BODY + 12),
+            Some(field::in_datagram(field::body::PADDING)),
         ));
         json_out.insert("padding".into(), json!(0));
     }
@@ -775,7 +774,8 @@ fn describe_cloud(payload: &[u8], message: &Message, options: Options) -> Descri
             || header.name.eq_ignore_ascii_case("Proxy-Authorization");
         let secrets = if is_auth {
             shift(
-                line_auth_secrets(header.value.as_bytes(), false),
+                rtsp::parse_authorization(header.value.as_bytes())
+                    .secret_ranges(header.value.as_bytes()),
                 value_start,
             )
         } else {
@@ -932,16 +932,10 @@ fn cloud_body(message: &Message, body: &[u8], range: Range<usize>, options: Opti
     let xml = message.xml_body();
     match &xml {
         Ok(Some(xml)) => {
-            let spans = element_spans(&text, xml);
             let mut elements_json = Vec::new();
-            for (element, span) in xml.elements().iter().zip(&spans) {
-                let (outer, inner) = match span {
-                    Some((outer, inner)) => (
-                        range.start + outer.start..range.start + outer.end,
-                        range.start + inner.start..range.start + inner.end,
-                    ),
-                    None => (range.clone(), range.clone()),
-                };
+            for (element, span) in xml.elements().iter().zip(xml.spans()) {
+                let outer = range.start + span.outer.start..range.start + span.outer.end;
+                let inner = range.start + span.inner.start..range.start + span.inner.end;
                 let secret = element.name == "DevAuth";
                 if secret {
                     secrets.push(inner);
@@ -1007,47 +1001,6 @@ fn cloud_body(message: &Message, body: &[u8], range: Range<usize>, options: Opti
     )
     .with_children(children);
     (field, Value::Object(body_json), secrets, summary)
-}
-
-/// Outer (`<a>…</a>`) and inner (text) spans of each element in the body
-/// text, found by searching tags in order; `None` when not found (see the
-/// module comment).
-type Span = Option<(Range<usize>, Range<usize>)>;
-
-fn element_spans(text: &str, xml: &XmlBody) -> Vec<Span> {
-    let mut cursor = 0usize;
-    xml.elements()
-        .iter()
-        .map(|element| {
-            let span = find_element(text, &element.name, cursor);
-            if let Some((outer, _)) = &span {
-                cursor = outer.end;
-            }
-            span
-        })
-        .collect()
-}
-
-fn find_element(text: &str, name: &str, from: usize) -> Span {
-    let open = format!("<{name}");
-    let mut search = from;
-    loop {
-        let at = search + text.get(search..)?.find(&open)?;
-        let after_name = at + open.len();
-        let next = text.as_bytes().get(after_name).copied();
-        match next {
-            Some(b'>') | Some(b' ') | Some(b'\t') | Some(b'\r') | Some(b'\n') | Some(b'/') => {
-                let gt = after_name + text.get(after_name..)?.find('>')?;
-                if text.as_bytes().get(gt.checked_sub(1)?) == Some(&b'/') {
-                    return Some((at..gt + 1, gt + 1..gt + 1));
-                }
-                let close = format!("</{name}>");
-                let end = gt + 1 + text.get(gt + 1..)?.find(&close)?;
-                return Some((at..end + close.len(), gt + 1..end));
-            }
-            _ => search = after_name,
-        }
-    }
 }
 
 /// Decoded readings of well-known elements, as generated children.
@@ -1149,13 +1102,13 @@ fn describe_punch(payload: &[u8], message: &PunchMessage) -> Description {
             "Message Type",
             format!("0x{type_code:04x} ({type_name})"),
             json!(type_code),
-            Some(0..2),
+            Some(pfield::TYPE),
         ),
         Field::number(
             "punch.length",
             "Message Length",
             declared.into(),
-            Some(2..4),
+            Some(pfield::LENGTH),
         ),
         Field::new(
             "punch.cookie",
@@ -1166,14 +1119,14 @@ fn describe_punch(payload: &[u8], message: &PunchMessage) -> Description {
                 hex::encode(message.cookie)
             },
             json!(hex::encode(message.cookie)),
-            Some(4..8),
+            Some(pfield::COOKIE),
         ),
         Field::new(
             "punch.transaction_id",
             "Transaction ID",
             hex::encode(message.transaction_id),
             json!(hex::encode(message.transaction_id)),
-            Some(8..punch::HEADER_LEN),
+            Some(pfield::TRANSACTION_ID),
         ),
     ];
     let (attr_fields, attrs_json) = attribute_fields(&message.attributes, punch::HEADER_LEN);
@@ -1254,7 +1207,7 @@ fn attribute_fields(attributes: &[Attribute], start: usize) -> (Vec<Field>, Vec<
         let attr_type = attribute.attr_type();
         let name = punch::attribute_name(attr_type);
         let end = offset.saturating_add(attribute.encoded_len());
-        let value_start = offset + 4;
+        let value_start = offset + pfield::attribute::VALUE;
         let mut attr_json = Map::new();
         attr_json.insert(
             "type".into(),
@@ -1271,7 +1224,7 @@ fn attribute_fields(attributes: &[Attribute], start: usize) -> (Vec<Field>, Vec<
                 "Type",
                 format!("0x{attr_type:04x} ({name})"),
                 json!(attr_type),
-                Some(offset..offset + 2),
+                Some(pfield::at(offset, pfield::attribute::TYPE)),
             ),
             Field::number(
                 "punch.attr.length",
@@ -1280,7 +1233,7 @@ fn attribute_fields(attributes: &[Attribute], start: usize) -> (Vec<Field>, Vec<
                     Attribute::Other { value, .. } => value.len() as u64,
                     _ => 8,
                 },
-                Some(offset + 2..offset + 4),
+                Some(pfield::at(offset, pfield::attribute::LENGTH)),
             ),
         ];
         let value = match attribute {
@@ -1291,7 +1244,7 @@ fn attribute_fields(attributes: &[Attribute], start: usize) -> (Vec<Field>, Vec<
                     "Identify",
                     &text,
                     json!(text),
-                    Some(value_start..value_start + 8),
+                    Some(pfield::at(value_start, pfield::IDENTIFY)),
                 ));
                 attr_json.insert("identify".into(), json!(text));
                 text
@@ -1356,27 +1309,27 @@ fn address_fields(
             "punch.attr.family",
             "Family",
             address.family().into(),
-            Some(value_start + 1..value_start + 2),
+            Some(pfield::at(value_start, pfield::address::FAMILY)),
         ),
         Field::number(
             "punch.attr.port",
             "Port",
             inverted.port().into(),
-            Some(value_start + 2..value_start + 4),
+            Some(pfield::at(value_start, pfield::address::PORT)),
         ),
         Field::new(
             "punch.attr.ip",
             "IPv4",
             inverted.ip().to_string(),
             json!(inverted.ip().to_string()),
-            Some(value_start + 4..value_start + 8),
+            Some(pfield::at(value_start, pfield::address::IP)),
         ),
         Field::new(
             "punch.attr.address",
             "Address",
             inverted.to_string(),
             json!(inverted.to_string()),
-            Some(value_start + 2..value_start + 8),
+            Some(pfield::at(value_start, pfield::address::PORT_IP)),
         ),
         Field::new(
             "punch.attr.address_plain",
@@ -1390,90 +1343,6 @@ fn address_fields(
 
 // ---------------------------------------------------------------------------
 // Secrets
-
-/// Ranges (relative to `text`) of the credentials in `Authorization` and
-/// `Proxy-Authorization` lines: the `response` of a Digest, the token of a
-/// Basic. Works on any bytes (an RTSP request in a PTCP payload, a header
-/// value); anything else is left alone.
-fn auth_secrets(text: &[u8]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut line_start = 0usize;
-    while line_start < text.len() {
-        let line_end = text
-            .get(line_start..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-            .map_or(text.len(), |p| line_start + p);
-        let line = text.get(line_start..line_end).unwrap_or_default();
-        out.extend(shift(line_auth_secrets(line, true), line_start));
-        line_start = line_end + 1;
-    }
-    out
-}
-
-/// Secret ranges of one line: a whole `Authorization: …` line when
-/// `with_name`, else an Authorization header value (`Digest …`, `Basic …`).
-fn line_auth_secrets(line: &[u8], with_name: bool) -> Vec<Range<usize>> {
-    let lower = line.to_ascii_lowercase();
-    let mut value_at = 0usize;
-    if with_name {
-        let names = [&b"authorization:"[..], b"proxy-authorization:"];
-        match names.iter().find(|name| lower.starts_with(name)) {
-            Some(name) => value_at = name.len(),
-            None => return Vec::new(),
-        }
-    }
-    while lower.get(value_at) == Some(&b' ') {
-        value_at += 1;
-    }
-    let rest = lower.get(value_at..).unwrap_or_default();
-    let end_of_line = line
-        .iter()
-        .rposition(|&b| b != b'\r')
-        .map_or(0, |p| p + 1)
-        .max(value_at);
-    if rest.starts_with(b"basic ") {
-        let mut start = value_at + 6;
-        while lower.get(start) == Some(&b' ') {
-            start += 1;
-        }
-        return (start < end_of_line)
-            .then_some(start..end_of_line)
-            .into_iter()
-            .collect();
-    }
-    if !rest.starts_with(b"digest ") {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut search = value_at;
-    while let Some(p) = find_bytes(lower.get(search..).unwrap_or_default(), b"response=") {
-        let at = search + p;
-        // `response=` must start a parameter, not end another name.
-        let boundary = at == 0 || matches!(lower.get(at - 1), Some(b' ' | b',' | b'\t'));
-        let mut start = at + b"response=".len();
-        search = start;
-        if !boundary {
-            continue;
-        }
-        let quoted = lower.get(start) == Some(&b'"');
-        if quoted {
-            start += 1;
-        }
-        let stop = |b: &u8| if quoted { *b == b'"' } else { *b == b',' };
-        let end = lower
-            .get(start..end_of_line)
-            .and_then(|v| v.iter().position(stop))
-            .map_or(end_of_line, |p| start + p);
-        if start < end {
-            out.push(start..end);
-        }
-    }
-    out
-}
-
-fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
 
 fn shift(ranges: Vec<Range<usize>>, by: usize) -> Vec<Range<usize>> {
     ranges
@@ -1499,7 +1368,7 @@ fn mask(bytes: &[u8], ranges: &[Range<usize>]) -> Vec<u8> {
 /// `Authorization` lines replaced by [`REDACTED`]: the one redaction rule
 /// that `describe`, `decode --follow --rtsp` and the inspector share.
 pub fn redact_auth_text(text: &[u8]) -> String {
-    redact_text(text, &auth_secrets(text))
+    redact_text(text, &rtsp::credential_ranges(text))
 }
 
 /// `bytes` as text with each range (sorted, disjoint) replaced by [`REDACTED`].

@@ -25,26 +25,10 @@ use super::record::{Record, SessionKey};
 use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
 use crate::codec::ptcp::{self, Body, Status};
+use crate::codec::rtsp;
 
-/// Longest RTSP head searched for its terminating empty line.
-const MAX_RTSP_HEAD: usize = 64 * 1024;
 /// Most DISCs remembered for the followed realm.
 const MAX_DISCS: usize = 16;
-/// RTSP methods recognised at the start of a request (RFC 2326 §10 and the
-/// Dahua `Public:` list, FIELD-NOTES §6).
-const RTSP_METHODS: [&str; 11] = [
-    "OPTIONS",
-    "DESCRIBE",
-    "ANNOUNCE",
-    "SETUP",
-    "PLAY",
-    "PAUSE",
-    "TEARDOWN",
-    "GET_PARAMETER",
-    "SET_PARAMETER",
-    "RECORD",
-    "REDIRECT",
-];
 
 /// One of the realm's two directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -700,30 +684,12 @@ pub struct RtspStream {
     pub notes: Vec<String>,
 }
 
-fn is_message_start(bytes: &[u8]) -> bool {
-    if bytes.starts_with(b"RTSP/") {
-        return true;
-    }
-    RTSP_METHODS
-        .iter()
-        .any(|m| bytes.starts_with(m.as_bytes()) && bytes.get(m.len()) == Some(&b' '))
-}
-
-/// A `$` frame header whose payload looks like RTP/RTCP version 2.
-fn is_interleaved_start(bytes: &[u8]) -> bool {
-    matches!(bytes, [b'$', channel, _, _, first, ..] if *channel < 32 && first & 0xC0 == 0x80)
-}
-
-fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The next position at or after `from` where a message or frame starts.
 fn resync(bytes: &[u8], from: usize) -> usize {
     (from..bytes.len())
         .find(|&i| {
             let rest = bytes.get(i..).unwrap_or_default();
-            is_message_start(rest) || is_interleaved_start(rest)
+            rtsp::looks_like_message(rest) || rtsp::looks_like_interleaved(rest)
         })
         .unwrap_or(bytes.len())
 }
@@ -747,14 +713,14 @@ pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
             .unwrap_or(bytes.len());
         let segment = bytes.get(at..segment_end).unwrap_or_default();
         if segment.first() == Some(&b'$') {
-            let Some(&[_, channel, hi, lo]) = segment.get(..4) else {
+            let Some(frame) = rtsp::interleaved_header(segment) else {
                 out.notes
                     .push(format!("interleaved frame header cut short at offset {at}"));
                 at = resync(bytes, segment_end);
                 continue;
             };
-            let len = usize::from(u16::from_be_bytes([hi, lo]));
-            if segment.len() < 4 + len {
+            let (channel, len) = (frame.channel, frame.len);
+            if segment.len() < frame.total_len() {
                 out.notes.push(format!(
                     "interleaved frame at offset {at} (channel {channel}, {len} bytes) cut short by {}",
                     if segment_end == bytes.len() { "the end of the stream" } else { "a gap" }
@@ -763,20 +729,21 @@ pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
                 continue;
             }
             out.interleaved.push((channel, len));
-            at += 4 + len;
+            at += frame.total_len();
             continue;
         }
-        if is_message_start(segment) {
+        if rtsp::looks_like_message(segment) {
             let window = segment
-                .get(..segment.len().min(MAX_RTSP_HEAD))
+                .get(..segment.len().min(rtsp::MAX_MESSAGE_BYTES))
                 .unwrap_or_default();
-            let Some(head_end) = find_bytes(window, b"\r\n\r\n").map(|p| p + 4) else {
+            let Some(head_end) = rtsp::head_len(window) else {
                 out.messages.push(message_from_head(at, window, 0, true));
                 at = resync(bytes, segment_end);
                 continue;
             };
             let head = window.get(..head_end).unwrap_or_default();
-            let content_length = content_length(head);
+            // A length that is not a number is read as no body.
+            let content_length = rtsp::content_length(head).unwrap_or(0);
             let available = segment.len().saturating_sub(head_end);
             let truncated = content_length > available;
             out.messages.push(message_from_head(
@@ -811,23 +778,15 @@ pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
     out
 }
 
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .split("\r\n")
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-        .unwrap_or(0)
-}
-
 fn message_from_head(offset: usize, head: &[u8], body_len: usize, truncated: bool) -> RtspMessage {
-    let text = redact_authorization(head);
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let start_line = lines.next().unwrap_or_default().to_owned();
+    let mut lines = rtsp::line_ranges(head)
+        .map(|line| redact_authorization(head.get(line).unwrap_or_default()))
+        .filter(|l| !l.is_empty());
+    let start_line = lines.next().unwrap_or_default();
     RtspMessage {
         offset: offset as u64,
         start_line,
-        headers: lines.map(str::to_owned).collect(),
+        headers: lines.collect(),
         body_len,
         truncated,
     }

@@ -34,7 +34,7 @@ pub use views::{
     InfoDeviceAnswer, P2pSrvInfo, RelayAgentRequest, RelayInfo, RelayStartInfo, RelayStartRequest,
     TypedBody,
 };
-pub use xml::{XmlBody, XmlElement, MAX_XML_DEPTH, MAX_XML_ELEMENTS};
+pub use xml::{ElementSpan, XmlBody, XmlElement, MAX_XML_DEPTH, MAX_XML_ELEMENTS};
 
 /// Why a datagram, a body or a field of a cloud message was rejected.
 ///
