@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::media::{ffprobe_command, framemd5, run_with_timeout, stream_info, StreamInfo};
-use dhp2p::emulator::clip::{nal_type, Clip, ClipError, BUILTIN_CLIP};
 use dhp2p::codec::rtsp::{
     digest_response, ha1, ha2, next_client_frame as next_inbound, ClientFrame as Inbound,
     DigestAuthorization, DigestInput, Interleaved, QopAuth, RtspError as RequestError,
     MAX_MESSAGE_BYTES as MAX_REQUEST_BYTES,
 };
+use dhp2p::emulator::clip::{nal_type, Clip, ClipError, BUILTIN_CLIP};
 use dhp2p::emulator::rtsp::rtp::{
     interleave, nals_to_send, H264Packetizer, FU_A, MAX_RTP_PAYLOAD, TICKS_PER_FRAME,
 };

@@ -29,7 +29,10 @@ fn mutate(rng: &mut SmallRng, v: &mut Vec<u8>) {
             1 => v.truncate(rng.gen_range(0..=v.len())),
             2 => {
                 let at = rng.gen_range(0..=v.len());
-                v.insert(at, *b"\r\n:$ 9\"=,\\\xff".get(rng.gen_range(0..11)).unwrap());
+                v.insert(
+                    at,
+                    *b"\r\n:$ 9\"=,\\\xff".get(rng.gen_range(0..11)).unwrap(),
+                );
             }
             3 => {
                 if v.first() == Some(&b'$') && v.len() >= 4 {
@@ -54,7 +57,11 @@ fn exercise(v: &[u8]) {
         }
     }
     for r in credential_ranges(v) {
-        assert!(r.start <= r.end && r.end <= v.len(), "{r:?} outside {}", v.len());
+        assert!(
+            r.start <= r.end && r.end <= v.len(),
+            "{r:?} outside {}",
+            v.len()
+        );
     }
     let _ = rtsp::content_length(v);
     let _ = rtsp::head_len(v);
@@ -76,7 +83,9 @@ fn smoke_loop_of_mutated_and_random_inputs_never_panics() {
     let mut rng = SmallRng::seed_from_u64(2326);
     for i in 0..120_000u32 {
         let v = if i % 8 == 0 {
-            (0..rng.gen_range(0..200)).map(|_| rng.gen::<u8>()).collect()
+            (0..rng.gen_range(0..200))
+                .map(|_| rng.gen::<u8>())
+                .collect()
         } else {
             let mut v = SEEDS[rng.gen_range(0..SEEDS.len())].to_vec();
             mutate(&mut rng, &mut v);
@@ -138,7 +147,11 @@ fn redaction_ranges_cover_exactly_the_secret_bytes() {
     // A parameter merely ending in `response` is not the response; an
     // escaped quote does not end the value.
     let tricky = br#"Digest xresponse="no", username="a\"b", response="ab\"cd""#;
-    let Credentials::Digest { params, well_formed } = parse_authorization(tricky) else {
+    let Credentials::Digest {
+        params,
+        well_formed,
+    } = parse_authorization(tricky)
+    else {
         panic!("Digest expected")
     };
     assert!(well_formed);

@@ -581,7 +581,11 @@ where
             inbuf.drain(..used.min(inbuf.len()));
             let request = match inbound {
                 ClientFrame::Interleaved(frame) => {
-                    tracing::trace!(channel = frame.channel, len = frame.len, "rtsp interleaved frame from client skipped");
+                    tracing::trace!(
+                        channel = frame.channel,
+                        len = frame.len,
+                        "rtsp interleaved frame from client skipped"
+                    );
                     report.interleaved_received += 1;
                     continue;
                 }

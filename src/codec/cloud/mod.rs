@@ -25,8 +25,8 @@ pub use builder::{
     AUTHORIZATION_WSSE,
 };
 pub use message::{
-    decode, looks_like_cloud, Header, Message, Method, Request, Response, Separator, Wsse,
-    MAX_HEADERS,
+    decode, looks_like_cloud, Header, HeaderLayout, Layout, Message, Method, Request, Response,
+    Separator, Wsse, WsseRanges, MAX_HEADERS,
 };
 pub use views::{
     format_addr_list, format_created_offset, format_created_utc, parse_addr_list, parse_created,

@@ -211,6 +211,18 @@ fn check_root(start: &BytesStart<'_>, at: usize, seen_root: bool) -> Result<(), 
     Ok(())
 }
 
+/// Counts one more element below `<body>`, failing past the cap.
+fn count_element(count: &mut usize, at: usize) -> Result<(), CloudError> {
+    *count = count.saturating_add(1);
+    if *count > MAX_XML_ELEMENTS {
+        return Err(CloudError::TooManyXmlElements {
+            offset: at,
+            max: MAX_XML_ELEMENTS,
+        });
+    }
+    Ok(())
+}
+
 fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -250,13 +262,7 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
             }
             Event::Start(start) => {
                 let name = element_name(&start, at)?;
-                element_count = element_count.saturating_add(1);
-                if element_count > MAX_XML_ELEMENTS {
-                    return Err(CloudError::TooManyXmlElements {
-                        offset: at,
-                        max: MAX_XML_ELEMENTS,
-                    });
-                }
+                count_element(&mut element_count, at)?;
                 depth = depth.saturating_add(1);
                 if depth > MAX_XML_DEPTH {
                     return Err(CloudError::XmlTooDeep {
@@ -279,13 +285,7 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
             }
             Event::Empty(start) => {
                 let name = element_name(&start, at)?;
-                element_count = element_count.saturating_add(1);
-                if element_count > MAX_XML_ELEMENTS {
-                    return Err(CloudError::TooManyXmlElements {
-                        offset: at,
-                        max: MAX_XML_ELEMENTS,
-                    });
-                }
+                count_element(&mut element_count, at)?;
                 match open.as_mut() {
                     None => {
                         elements.push(XmlElement::leaf(name, ""));

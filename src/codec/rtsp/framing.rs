@@ -293,7 +293,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RtspError> 
     // Reject junk on its first line rather than waiting for a blank line
     // that may never come.
     let first_line_end = buf.iter().position(|&b| b == b'\n');
-    let checked = buf.get(..first_line_end.unwrap_or(buf.len())).unwrap_or(buf);
+    let checked = buf
+        .get(..first_line_end.unwrap_or(buf.len()))
+        .unwrap_or(buf);
     if let Some(bad) = checked
         .iter()
         .position(|&b| !(b.is_ascii_graphic() || b == b' ' || b == b'\r' || b == b'\t'))
@@ -301,7 +303,11 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RtspError> 
         return Err(malformed(bad, "non-text byte in request line"));
     }
     let method_len = buf.iter().position(|&b| b == b' ').unwrap_or(buf.len());
-    if let Some(bad) = buf.iter().take(method_len).position(|&b| !is_method_byte(b)) {
+    if let Some(bad) = buf
+        .iter()
+        .take(method_len)
+        .position(|&b| !is_method_byte(b))
+    {
         return Err(malformed(bad, "method is not an RTSP method token"));
     }
     if method_len == 0 {
@@ -376,10 +382,7 @@ fn parse_headers(
         }
         if bytes.starts_with(b" ") || bytes.starts_with(b"\t") {
             let Some((_, value)) = headers.last_mut() else {
-                return Err(malformed(
-                    line.start,
-                    "continuation line before any header",
-                ));
+                return Err(malformed(line.start, "continuation line before any header"));
             };
             value.push(' ');
             value.push_str(text(line).trim());

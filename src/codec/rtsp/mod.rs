@@ -23,9 +23,9 @@ pub use auth::{
     DigestAuthorization, DigestInput, QopAuth,
 };
 pub use framing::{
-    content_length, head_len, header_field, interleaved_header, line_ranges, looks_like_interleaved,
-    looks_like_message, next_client_frame, parse_request, redact_userinfo, ClientFrame,
-    HeaderField, Interleaved, Request, RtspError, INTERLEAVED_HEADER_LEN, MAX_HEADERS,
+    content_length, head_len, header_field, interleaved_header, line_ranges,
+    looks_like_interleaved, looks_like_message, next_client_frame, parse_request, redact_userinfo,
+    ClientFrame, HeaderField, Interleaved, Request, RtspError, INTERLEAVED_HEADER_LEN, MAX_HEADERS,
     MAX_MESSAGE_BYTES, METHODS,
 };
 pub use response::{reason, Response};
