@@ -22,3 +22,12 @@ pub mod identity;
 pub mod ptcp;
 pub mod punch;
 pub mod rtsp;
+
+/// First position of `needle` in `haystack` (`None` for an empty needle):
+/// the one byte search the codecs share.
+pub fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -286,9 +286,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CloudError> {
     if !is_response && !starts_with_method_token(bytes) {
         return Err(CloudError::NotCloud);
     }
-    let head_len = bytes
-        .windows(HEAD_END.len())
-        .position(|w| w == HEAD_END)
+    let head_len = crate::codec::find_bytes(bytes, HEAD_END)
         .ok_or(CloudError::HeadUnterminated { len: bytes.len() })?;
     let (head, rest) = bytes.split_at(head_len);
     let body = rest.get(HEAD_END.len()..).unwrap_or_default().to_vec();

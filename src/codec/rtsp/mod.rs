@@ -29,11 +29,3 @@ pub use framing::{
     MAX_MESSAGE_BYTES, METHODS,
 };
 pub use response::{reason, Response};
-
-/// First position of `needle` in `haystack` (`None` for an empty needle).
-pub fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
