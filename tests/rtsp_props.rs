@@ -63,6 +63,25 @@ fn exercise(v: &[u8]) {
             v.len()
         );
     }
+    let mut covered = 0usize;
+    for item in rtsp::read_stream(v, &[v.len() / 2, 3]) {
+        match item {
+            rtsp::StreamItem::Message { head, body_len, .. } => {
+                assert!(head.start >= covered && head.end + body_len <= v.len());
+                covered = head.end + body_len;
+            }
+            rtsp::StreamItem::Interleaved { offset, frame } => {
+                assert!(offset >= covered && offset + frame.total_len() <= v.len());
+                covered = offset + frame.total_len();
+            }
+            rtsp::StreamItem::Unrecognised(range) => {
+                assert!(range.start >= covered && range.end <= v.len());
+                covered = range.end;
+            }
+            rtsp::StreamItem::InterleavedCut { offset, .. } => assert!(offset < v.len()),
+            rtsp::StreamItem::NotRtsp => {}
+        }
+    }
     let _ = rtsp::content_length(v);
     let _ = rtsp::head_len(v);
     for line in rtsp::line_ranges(v) {

@@ -25,7 +25,7 @@ use super::record::{Record, SessionKey};
 use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
 use crate::codec::ptcp::{self, Body, Status};
-use crate::codec::rtsp;
+use crate::codec::rtsp::{self, StreamItem};
 
 /// Most DISCs remembered for the followed realm.
 const MAX_DISCS: usize = 16;
@@ -684,96 +684,60 @@ pub struct RtspStream {
     pub notes: Vec<String>,
 }
 
-/// The next position at or after `from` where a message or frame starts.
-fn resync(bytes: &[u8], from: usize) -> usize {
-    (from..bytes.len())
-        .find(|&i| {
-            let rest = bytes.get(i..).unwrap_or_default();
-            rtsp::looks_like_message(rest) || rtsp::looks_like_interleaved(rest)
-        })
-        .unwrap_or(bytes.len())
-}
-
-/// Splits a stream into RTSP messages and `$` frames. Parsing restarts at
-/// the next recognisable start after a gap or unrecognised bytes.
+/// Splits a stream into RTSP messages and `$` frames with the codec's
+/// stream reader, which restarts at the next recognisable start after a
+/// gap or unrecognised bytes; what it could not read becomes a note.
 pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
-    let mut out = RtspStream::default();
-    let mut boundaries: Vec<usize> = gaps
+    let holes: Vec<usize> = gaps
         .iter()
         .filter_map(|g| usize::try_from(g.offset).ok())
-        .filter(|&o| o > 0 && o < bytes.len())
         .collect();
-    boundaries.sort_unstable();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let segment_end = boundaries
-            .iter()
-            .copied()
-            .find(|&b| b > at)
-            .unwrap_or(bytes.len());
-        let segment = bytes.get(at..segment_end).unwrap_or_default();
-        if segment.first() == Some(&b'$') {
-            let Some(frame) = rtsp::interleaved_header(segment) else {
-                out.notes
-                    .push(format!("interleaved frame header cut short at offset {at}"));
-                at = resync(bytes, segment_end);
-                continue;
-            };
-            let (channel, len) = (frame.channel, frame.len);
-            if segment.len() < frame.total_len() {
-                out.notes.push(format!(
-                    "interleaved frame at offset {at} (channel {channel}, {len} bytes) cut short by {}",
-                    if segment_end == bytes.len() { "the end of the stream" } else { "a gap" }
-                ));
-                at = resync(bytes, segment_end);
-                continue;
-            }
-            out.interleaved.push((channel, len));
-            at += frame.total_len();
-            continue;
-        }
-        if rtsp::looks_like_message(segment) {
-            let window = segment
-                .get(..segment.len().min(rtsp::MAX_MESSAGE_BYTES))
-                .unwrap_or_default();
-            let Some(head_end) = rtsp::head_len(window) else {
-                out.messages.push(message_from_head(at, window, 0, true));
-                at = resync(bytes, segment_end);
-                continue;
-            };
-            let head = window.get(..head_end).unwrap_or_default();
-            // A length that is not a number is read as no body.
-            let content_length = rtsp::content_length(head).unwrap_or(0);
-            let available = segment.len().saturating_sub(head_end);
-            let truncated = content_length > available;
-            out.messages.push(message_from_head(
-                at,
+    let mut out = RtspStream::default();
+    for item in rtsp::read_stream(bytes, &holes) {
+        match item {
+            StreamItem::Message {
                 head,
-                content_length.min(available),
+                body_len,
                 truncated,
-            ));
-            if truncated {
-                at = resync(bytes, segment_end);
-            } else {
-                at += head_end + content_length;
+            } => {
+                let text = bytes.get(head.clone()).unwrap_or_default();
+                out.messages
+                    .push(message_from_head(head.start, text, body_len, truncated));
             }
-            continue;
-        }
-        if at == 0 {
-            // A stream that does not open with RTSP is not read as RTSP:
-            // resyncing inside arbitrary bytes would invent `$` frames.
-            out.notes.push(format!(
+            StreamItem::Interleaved { frame, .. } => {
+                out.interleaved.push((frame.channel, frame.len))
+            }
+            StreamItem::InterleavedCut {
+                offset,
+                frame: None,
+                ..
+            } => out.notes.push(format!(
+                "interleaved frame header cut short at offset {offset}"
+            )),
+            StreamItem::InterleavedCut {
+                offset,
+                frame: Some(frame),
+                by_end,
+            } => out.notes.push(format!(
+                "interleaved frame at offset {offset} (channel {}, {} bytes) cut short by {}",
+                frame.channel,
+                frame.len,
+                if by_end {
+                    "the end of the stream"
+                } else {
+                    "a gap"
+                }
+            )),
+            StreamItem::Unrecognised(range) => out.notes.push(format!(
+                "{} unrecognised bytes at offset {}",
+                range.len(),
+                range.start
+            )),
+            StreamItem::NotRtsp => out.notes.push(format!(
                 "does not start with an RTSP message or an interleaved frame (first bytes {})",
                 hex::encode(bytes.get(..bytes.len().min(16)).unwrap_or_default())
-            ));
-            break;
+            )),
         }
-        let next = resync(bytes, at + 1);
-        out.notes.push(format!(
-            "{} unrecognised bytes at offset {at}",
-            next.saturating_sub(at)
-        ));
-        at = next;
     }
     out
 }

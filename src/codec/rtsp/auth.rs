@@ -163,6 +163,12 @@ fn skip(value: &[u8], at: usize, pred: impl Fn(u8) -> bool) -> usize {
         .map_or(value.len().max(at), |p| at + p)
 }
 
+/// Whether a header named `name` carries credentials (`Authorization`,
+/// `Proxy-Authorization`, any case).
+pub fn is_credentials_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"Authorization") || name.eq_ignore_ascii_case(b"Proxy-Authorization")
+}
+
 /// Ranges (relative to `text`) of the credentials in every
 /// `Authorization` and `Proxy-Authorization` line of `text`. Works on any
 /// bytes (an RTSP head in a PTCP payload, a piece of a stream); other
@@ -173,10 +179,7 @@ pub fn credential_ranges(text: &[u8]) -> Vec<Range<usize>> {
         let Some(field) = header_field(text, line) else {
             continue;
         };
-        let name = text.get(field.name.clone()).unwrap_or_default();
-        if !(name.eq_ignore_ascii_case(b"Authorization")
-            || name.eq_ignore_ascii_case(b"Proxy-Authorization"))
-        {
+        if !is_credentials_header(text.get(field.name.clone()).unwrap_or_default()) {
             continue;
         }
         let value = text.get(field.value.clone()).unwrap_or_default();

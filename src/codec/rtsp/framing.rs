@@ -231,9 +231,7 @@ impl Request {
     pub fn redacted(&self) -> String {
         let mut out = format!("{} {}", self.method, redact_userinfo(&self.uri));
         for (name, value) in &self.headers {
-            let shown = if name.eq_ignore_ascii_case("Authorization")
-                || name.eq_ignore_ascii_case("Proxy-Authorization")
-            {
+            let shown = if super::auth::is_credentials_header(name.as_bytes()) {
                 "<redacted>"
             } else {
                 value.as_str()

@@ -9,6 +9,7 @@
 //! - [`auth`]: `Authorization` values (Digest and Basic) with the byte range
 //!   of every parameter, so redaction blanks exactly the secret bytes, and
 //!   the Digest computation (RFC 2617, MD5) a server checks them with.
+//! - [`stream`]: a captured stream with holes read leniently, item by item.
 //! - [`response`]: the responses a server writes.
 //!
 //! The emulator's RTSP service, `decode --follow --rtsp`, describe's
@@ -17,10 +18,11 @@
 pub mod auth;
 pub mod framing;
 pub mod response;
+pub mod stream;
 
 pub use auth::{
-    credential_ranges, digest_response, ha1, ha2, parse_authorization, AuthParam, Credentials,
-    DigestAuthorization, DigestInput, QopAuth,
+    credential_ranges, digest_response, ha1, ha2, is_credentials_header, parse_authorization,
+    AuthParam, Credentials, DigestAuthorization, DigestInput, QopAuth,
 };
 pub use framing::{
     content_length, head_len, header_field, interleaved_header, line_ranges,
@@ -29,3 +31,4 @@ pub use framing::{
     MAX_MESSAGE_BYTES, METHODS,
 };
 pub use response::{reason, Response};
+pub use stream::{read_stream, StreamItem};

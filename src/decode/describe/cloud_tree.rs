@@ -205,8 +205,7 @@ fn header_fields(
     let mut headers_json = Vec::new();
     for (header, place) in message.headers().iter().zip(&layout.headers) {
         let value_start = place.value.start;
-        let is_auth = header.name.eq_ignore_ascii_case("Authorization")
-            || header.name.eq_ignore_ascii_case("Proxy-Authorization");
+        let is_auth = rtsp::is_credentials_header(header.name.as_bytes());
         let secrets = if is_auth {
             shift(
                 rtsp::parse_authorization(header.value.as_bytes())
