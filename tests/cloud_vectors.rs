@@ -924,3 +924,46 @@ fn header_forms_and_lazy_wsse() {
         Err(CloudError::BadHeaderLine { offset: 30, .. })
     ));
 }
+
+// The wire layout the describer highlights comes from the codec: the start
+// line, header and body ranges are where the encoder writes them, and XML
+// element spans are where the XML reader found them (comments and
+// whitespace included), WSSE values where the WSSE parser read them.
+#[test]
+fn layout_and_element_spans_point_at_the_exact_bytes() {
+    let bytes: &[u8] = b"HTTP/1.1 200 OK\r\nCSeq: 9\r\nX-Bare:\r\nContent-Length: 66\r\n\r\n<body>\n <!-- <US>not this</US> -->\n <US>1.2.3.4:5</US><Empty/>\n</body>";
+    let message = decode(bytes).unwrap();
+    let layout = message.layout();
+    let text = |r: &std::ops::Range<usize>| &bytes[r.clone()];
+    assert_eq!(text(&layout.start_line), b"HTTP/1.1 200 OK");
+    assert_eq!(text(&layout.start_parts[1]), b"200");
+    assert_eq!(text(&layout.start_parts[2]), b"OK");
+    assert_eq!(text(&layout.headers[0].line), b"CSeq: 9");
+    assert_eq!(text(&layout.headers[0].value), b"9");
+    assert_eq!(text(&layout.headers[1].name), b"X-Bare");
+    assert!(layout.headers[1].value.is_empty());
+    assert_eq!(text(&layout.body), message.body());
+
+    let xml = message.xml_body().unwrap().unwrap();
+    let body = message.body();
+    let spans = xml.spans();
+    assert_eq!(spans.len(), 2);
+    assert_eq!(&body[spans[0].outer.clone()], b"<US>1.2.3.4:5</US>");
+    assert_eq!(&body[spans[0].inner.clone()], b"1.2.3.4:5");
+    assert_eq!(&body[spans[1].outer.clone()], b"<Empty/>");
+    assert!(spans[1].inner.is_empty());
+
+    // A body written by the encoder knows its spans too, identical to
+    // reading it back.
+    let built = XmlBody::from_pairs(&[("Token", "a&b"), ("US", "x")]);
+    let parsed = XmlBody::parse(built.as_str()).unwrap();
+    assert_eq!(built.spans(), parsed.spans());
+    assert_eq!(&built.as_str()[built.spans()[0].inner.clone()], "a&amp;b");
+
+    let wsse = "UsernameToken Username=\"P2PClient\", PasswordDigest=\"d/+=\", Nonce=\"-12\", Created=\"2024-01-01T00:00:00Z\"";
+    let at = dhp2p::codec::cloud::WsseRanges::locate(wsse).unwrap();
+    assert_eq!(&wsse[at.username], "P2PClient");
+    assert_eq!(&wsse[at.password_digest], "d/+=");
+    assert_eq!(&wsse[at.nonce], "-12");
+    assert_eq!(&wsse[at.created], "2024-01-01T00:00:00Z");
+}

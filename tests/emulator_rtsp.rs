@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::media::{ffprobe_command, framemd5, run_with_timeout, stream_info, StreamInfo};
-use dhp2p::emulator::clip::{nal_type, Clip, ClipError, BUILTIN_CLIP};
-use dhp2p::emulator::rtsp::digest::{
-    digest_response, ha1, ha2, DigestAuthorization, DigestInput, QopAuth,
+use dhp2p::codec::rtsp::{
+    digest_response, ha1, ha2, next_client_frame as next_inbound, ClientFrame as Inbound,
+    DigestAuthorization, DigestInput, Interleaved, QopAuth, RtspError as RequestError,
+    MAX_MESSAGE_BYTES as MAX_REQUEST_BYTES,
 };
-use dhp2p::emulator::rtsp::message::{next_inbound, Inbound, RequestError, MAX_REQUEST_BYTES};
+use dhp2p::emulator::clip::{nal_type, Clip, ClipError, BUILTIN_CLIP};
 use dhp2p::emulator::rtsp::rtp::{
     interleave, nals_to_send, H264Packetizer, FU_A, MAX_RTP_PAYLOAD, TICKS_PER_FRAME,
 };
@@ -661,7 +662,7 @@ fn request_framing() {
     assert_eq!(req.cseq(), Some("1"));
     assert_eq!(
         next_inbound(&two[used..]).unwrap(),
-        Some((Inbound::Interleaved { channel: 1, len: 2 }, 6))
+        Some((Inbound::Interleaved(Interleaved { channel: 1, len: 2 }), 6))
     );
     // Incomplete pieces wait for more.
     assert_eq!(next_inbound(b"OPTIONS rtsp://h/ RTS").unwrap(), None);

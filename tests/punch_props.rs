@@ -468,3 +468,32 @@ fn smoke_decrypt_local_addr() {
     }
     assert!(accepted > SMOKE_ITERATIONS / 20, "only {accepted} accepted");
 }
+
+proptest! {
+    /// `punch::field` is where the encoder writes: on the wire (inverted)
+    /// each header field and SOURCE-ADDRESS part sits at its range.
+    #[test]
+    fn field_table_matches_the_encoded_bytes(
+        txid in any::<[u8; 12]>(),
+        ip in any::<u32>(),
+        port in any::<u16>(),
+    ) {
+        use dhp2p::codec::punch::field;
+        let addr = SocketAddrV4::new(Ipv4Addr::from(ip), port);
+        let mut message = PunchMessage::new(MessageType::BindingRequest, punch::MAGIC_COOKIE, txid);
+        message.attributes.push(Attribute::SourceAddress(AddressValue::new(addr, AddrForm::Inverted)));
+        let wire = message.encode();
+        let plain: Vec<u8> = wire.iter().map(|b| !b).collect();
+        prop_assert_eq!(&plain[field::TYPE], &[0x00, 0x01]);
+        prop_assert_eq!(&plain[field::LENGTH], &[0, 12]);
+        prop_assert_eq!(&plain[field::COOKIE], &punch::MAGIC_COOKIE);
+        prop_assert_eq!(&plain[field::TRANSACTION_ID], &txid);
+        let attr = punch::HEADER_LEN;
+        let value = attr + field::attribute::VALUE;
+        prop_assert_eq!(&plain[field::at(attr, field::attribute::TYPE)], &ATTR_SOURCE_ADDRESS.to_be_bytes());
+        prop_assert_eq!(&plain[field::at(attr, field::attribute::LENGTH)], &[0, 8]);
+        prop_assert_eq!(plain[field::at(value, field::address::FAMILY)][0], 1);
+        prop_assert_eq!(&plain[field::at(value, field::address::PORT)], &port.to_be_bytes());
+        prop_assert_eq!(&plain[field::at(value, field::address::IP)], &addr.ip().octets());
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`ptcp`]: PTCP ("PhonyTCP") packets: the 24-byte header and the bodies.
 //! - [`cloud`]: the HTTP-like cloud messages over UDP and their XML bodies.
 //! - [`punch`]: the inverted-STUN hole-punch messages.
+//! - [`rtsp`]: RTSP framing and `Authorization` credentials, as carried in a realm.
 //! - [`crypto`]: WSSE, device key, DevAuth, LocalAddr and Info encryption.
 //! - [`identity`]: the public client identities (cloud profiles).
 //! - [`classify`]: which of the above a UDP payload is, by content.
@@ -20,3 +21,13 @@ pub mod crypto;
 pub mod identity;
 pub mod ptcp;
 pub mod punch;
+pub mod rtsp;
+
+/// First position of `needle` in `haystack` (`None` for an empty needle):
+/// the one byte search the codecs share.
+pub fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

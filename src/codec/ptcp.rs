@@ -27,9 +27,58 @@ use thiserror::Error;
 /// The 4 magic bytes that start every PTCP datagram.
 pub const MAGIC: [u8; 4] = *b"PTCP";
 /// Length of the fixed PTCP header.
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = field::RMID.end;
 /// Length of the sub-header that starts every body except SYN.
-pub const SUBHEADER_LEN: usize = 12;
+pub const SUBHEADER_LEN: usize = field::body::PADDING.end;
+
+/// Where each field sits: the one wire layout the decoder reads, the
+/// encoder writes and `describe` highlights (smoltcp's `mod field`).
+pub mod field {
+    use std::ops::Range;
+
+    /// A field's byte range.
+    pub type Field = Range<usize>;
+
+    /// Header fields, offsets in the datagram.
+    pub const MAGIC: Field = 0..4;
+    pub const SENT: Field = 4..8;
+    pub const RECV: Field = 8..12;
+    pub const PID: Field = 12..16;
+    pub const LMID: Field = 16..20;
+    pub const RMID: Field = 20..24;
+
+    /// Body fields, offsets in the body (the datagram after the header).
+    pub mod body {
+        use super::Field;
+
+        /// The type code (the top byte of the first sub-header word).
+        pub const TYPE: Field = 0..1;
+        /// The 24-bit length (the rest of the first word).
+        pub const LEN: Field = 1..4;
+        /// The first word: type and length together.
+        pub const TYPE_LEN: Field = 0..4;
+        pub const REALM: Field = 4..8;
+        pub const PADDING: Field = 8..12;
+        /// Where the data after the sub-header starts.
+        pub const DATA: usize = PADDING.end;
+        /// BIND: target port and IPv4 address.
+        pub const BIND_PORT: Field = DATA..DATA + 4;
+        pub const BIND_IP: Field = BIND_PORT.end..BIND_PORT.end + 4;
+        /// STATUS: the `CONN`/`DISC` word, then the trailer.
+        pub const STATUS_WORD: Field = DATA..DATA + 4;
+        pub const STATUS_TRAILER: usize = STATUS_WORD.end;
+    }
+
+    /// `range` of a body, as a range of the datagram.
+    pub const fn in_datagram(range: Field) -> Field {
+        super::HEADER_LEN + range.start..super::HEADER_LEN + range.end
+    }
+
+    /// Offset `at` of a body, as an offset in the datagram.
+    pub const fn at_in_datagram(at: usize) -> usize {
+        super::HEADER_LEN + at
+    }
+}
 /// The whole SYN body.
 pub const SYN_BODY: [u8; 4] = [0x00, 0x03, 0x01, 0x00];
 /// `pid` of a SYN packet.
@@ -95,26 +144,34 @@ impl Header {
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .ok_or(PtcpError::HeaderTruncated { have: bytes.len() })?;
-        if head[..4] != MAGIC {
+        if head[field::MAGIC] != MAGIC {
             return Err(PtcpError::BadMagic {
                 found: [head[0], head[1], head[2], head[3]],
             });
         }
         Ok(Header {
-            sent: be32(head, 4),
-            recv: be32(head, 8),
-            pid: be32(head, 12),
-            lmid: be32(head, 16),
-            rmid: be32(head, 20),
+            sent: be32(head, field::SENT.start),
+            recv: be32(head, field::RECV.start),
+            pid: be32(head, field::PID.start),
+            lmid: be32(head, field::LMID.start),
+            rmid: be32(head, field::RMID.start),
         })
     }
 
     /// Appends the 24 header bytes to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&MAGIC);
-        for v in [self.sent, self.recv, self.pid, self.lmid, self.rmid] {
-            out.extend_from_slice(&v.to_be_bytes());
+        let mut head = [0u8; HEADER_LEN];
+        head[field::MAGIC].copy_from_slice(&MAGIC);
+        for (range, v) in [
+            (field::SENT, self.sent),
+            (field::RECV, self.recv),
+            (field::PID, self.pid),
+            (field::LMID, self.lmid),
+            (field::RMID, self.rmid),
+        ] {
+            head[range].copy_from_slice(&v.to_be_bytes());
         }
+        out.extend_from_slice(&head);
     }
 }
 
@@ -196,11 +253,11 @@ impl<'a> Body<'a> {
             body.get(..SUBHEADER_LEN)
                 .and_then(|s| s.try_into().ok())
                 .ok_or(PtcpError::SubHeaderTruncated { have: body.len() })?;
-        let body_type = sub[0];
-        let len = be32(sub, 0) & MAX_LEN_FIELD;
-        let realm = be32(sub, 4);
-        let pad = be32(sub, 8);
-        let data = &body[SUBHEADER_LEN..];
+        let body_type = sub[field::body::TYPE.start];
+        let len = be32(sub, field::body::TYPE_LEN.start) & MAX_LEN_FIELD;
+        let realm = be32(sub, field::body::REALM.start);
+        let pad = be32(sub, field::body::PADDING.start);
+        let data = &body[field::body::DATA..];
         let unknown = Body::Unknown {
             body_type,
             bytes: body,
@@ -231,13 +288,13 @@ impl<'a> Body<'a> {
             {
                 Body::Bind {
                     realm,
-                    port: be32(data, 0),
-                    ip: Ipv4Addr::new(data[4], data[5], data[6], data[7]),
+                    port: be32(body, field::body::BIND_PORT.start),
+                    ip: ipv4_at(body, field::body::BIND_IP.start),
                     len_field: len,
                 }
             }
             body_type::STATUS if len == 0 && pad == 0 && data.len() >= 4 => {
-                let status = match &data[..4] {
+                let status = match &body[field::body::STATUS_WORD] {
                     b"CONN" => Status::Conn,
                     b"DISC" => Status::Disc,
                     _ => return Ok(unknown),
@@ -245,7 +302,7 @@ impl<'a> Body<'a> {
                 Body::Status {
                     realm,
                     status,
-                    trailer: &data[4..],
+                    trailer: &body[field::body::STATUS_TRAILER..],
                 }
             }
             body_type::HEARTBEAT if bare && data.is_empty() => Body::Heartbeat,
@@ -282,9 +339,11 @@ impl<'a> Body<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let sub = |out: &mut Vec<u8>, t: u8, len: u32, realm: u32| {
             debug_assert!(len <= MAX_LEN_FIELD, "PTCP len field overflow");
-            out.extend_from_slice(&((u32::from(t) << 24) | (len & MAX_LEN_FIELD)).to_be_bytes());
-            out.extend_from_slice(&realm.to_be_bytes());
-            out.extend_from_slice(&[0; 4]);
+            let mut sub = [0u8; SUBHEADER_LEN];
+            sub[field::body::TYPE_LEN]
+                .copy_from_slice(&((u32::from(t) << 24) | (len & MAX_LEN_FIELD)).to_be_bytes());
+            sub[field::body::REALM].copy_from_slice(&realm.to_be_bytes());
+            out.extend_from_slice(&sub);
         };
         match *self {
             Body::Empty => {}
@@ -374,7 +433,7 @@ impl<'a> Body<'a> {
             Body::Data { realm, .. } | Body::Bind { realm, .. } | Body::Status { realm, .. } => {
                 Some(*realm)
             }
-            Body::Unknown { bytes, .. } => bytes.get(4..8).map(|r| be32(r, 0)),
+            Body::Unknown { bytes, .. } => bytes.get(field::body::REALM).map(|r| be32(r, 0)),
             _ => None,
         }
     }
@@ -485,6 +544,11 @@ impl fmt::Display for Packet<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// The IPv4 address at `at` (0.0.0.0 if cut short; callers have checked).
+fn ipv4_at(bytes: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::from(be32(bytes, at))
 }
 
 /// Big-endian u32 at `at`; callers have checked `at + 4 <= bytes.len()`.

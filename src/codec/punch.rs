@@ -20,7 +20,53 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// The RFC 5389 magic cookie, as it reads after undoing the inversion.
 pub const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 /// Size of the STUN header: type, length, cookie, transaction id.
-pub const HEADER_LEN: usize = 20;
+pub const HEADER_LEN: usize = field::TRANSACTION_ID.end;
+
+/// Where each field sits: the one layout the decoder reads, the encoder
+/// writes and `describe` highlights (smoltcp's `mod field`).
+pub mod field {
+    use std::ops::Range;
+
+    /// A field's byte range.
+    pub type Field = Range<usize>;
+
+    /// Header fields, offsets in the datagram.
+    pub const TYPE: Field = 0..2;
+    pub const LENGTH: Field = 2..4;
+    pub const COOKIE: Field = 4..8;
+    pub const TRANSACTION_ID: Field = 8..20;
+
+    /// Attribute fields, offsets from the attribute's start.
+    pub mod attribute {
+        use super::Field;
+
+        pub const TYPE: Field = 0..2;
+        pub const LENGTH: Field = 2..4;
+        /// Where the value starts.
+        pub const VALUE: usize = LENGTH.end;
+    }
+
+    /// ICE-CONTROLLING/ICE-CONTROLLED value: the sender's 8-byte Identify,
+    /// offsets from the value's start.
+    pub const IDENTIFY: Field = 0..8;
+
+    /// SOURCE-ADDRESS value fields, offsets from the value's start.
+    pub mod address {
+        use super::Field;
+
+        pub const RESERVED: Field = 0..1;
+        pub const FAMILY: Field = 1..2;
+        pub const PORT: Field = 2..4;
+        pub const IP: Field = 4..8;
+        /// Port and IPv4 together: the bytes the [py] client wrote plain.
+        pub const PORT_IP: Field = PORT.start..IP.end;
+    }
+
+    /// `range` moved to start at offset `base`.
+    pub const fn at(base: usize, range: Field) -> Field {
+        base + range.start..base + range.end
+    }
+}
 /// Upper bound on attributes per message; a datagram bounds them anyway, this
 /// keeps a hostile 64 KiB datagram of empty attributes from costing much.
 pub const MAX_ATTRIBUTES: usize = 64;
@@ -169,12 +215,12 @@ impl AddressValue {
     /// Family 0x01 (IPv4) with `addr` written in `form`.
     pub fn new(addr: SocketAddrV4, form: AddrForm) -> Self {
         let mut raw = [0u8; 8];
-        raw[1] = 0x01;
-        raw[2..4].copy_from_slice(&addr.port().to_be_bytes());
-        raw[4..8].copy_from_slice(&addr.ip().octets());
+        raw[field::address::FAMILY.start] = 0x01;
+        raw[field::address::PORT].copy_from_slice(&addr.port().to_be_bytes());
+        raw[field::address::IP].copy_from_slice(&addr.ip().octets());
         if form == AddrForm::Plain {
             // Plain on the wire means inverted once more in STUN space.
-            for byte in &mut raw[2..8] {
+            for byte in &mut raw[field::address::PORT_IP] {
                 *byte = !*byte;
             }
         }
@@ -182,12 +228,12 @@ impl AddressValue {
     }
 
     pub fn reserved(&self) -> u8 {
-        self.raw[0]
+        self.raw[field::address::RESERVED.start]
     }
 
     /// Address family: 0x01 means IPv4. Other values are kept, not checked.
     pub fn family(&self) -> u8 {
-        self.raw[1]
+        self.raw[field::address::FAMILY.start]
     }
 
     /// The normal reading: port and IPv4 were inverted on the wire like every

@@ -25,26 +25,10 @@ use super::record::{Record, SessionKey};
 use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
 use crate::codec::ptcp::{self, Body, Status};
+use crate::codec::rtsp::{self, StreamItem};
 
-/// Longest RTSP head searched for its terminating empty line.
-const MAX_RTSP_HEAD: usize = 64 * 1024;
 /// Most DISCs remembered for the followed realm.
 const MAX_DISCS: usize = 16;
-/// RTSP methods recognised at the start of a request (RFC 2326 §10 and the
-/// Dahua `Public:` list, FIELD-NOTES §6).
-const RTSP_METHODS: [&str; 11] = [
-    "OPTIONS",
-    "DESCRIBE",
-    "ANNOUNCE",
-    "SETUP",
-    "PLAY",
-    "PAUSE",
-    "TEARDOWN",
-    "GET_PARAMETER",
-    "SET_PARAMETER",
-    "RECORD",
-    "REDIRECT",
-];
 
 /// One of the realm's two directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -700,134 +684,73 @@ pub struct RtspStream {
     pub notes: Vec<String>,
 }
 
-fn is_message_start(bytes: &[u8]) -> bool {
-    if bytes.starts_with(b"RTSP/") {
-        return true;
-    }
-    RTSP_METHODS
-        .iter()
-        .any(|m| bytes.starts_with(m.as_bytes()) && bytes.get(m.len()) == Some(&b' '))
-}
-
-/// A `$` frame header whose payload looks like RTP/RTCP version 2.
-fn is_interleaved_start(bytes: &[u8]) -> bool {
-    matches!(bytes, [b'$', channel, _, _, first, ..] if *channel < 32 && first & 0xC0 == 0x80)
-}
-
-fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The next position at or after `from` where a message or frame starts.
-fn resync(bytes: &[u8], from: usize) -> usize {
-    (from..bytes.len())
-        .find(|&i| {
-            let rest = bytes.get(i..).unwrap_or_default();
-            is_message_start(rest) || is_interleaved_start(rest)
-        })
-        .unwrap_or(bytes.len())
-}
-
-/// Splits a stream into RTSP messages and `$` frames. Parsing restarts at
-/// the next recognisable start after a gap or unrecognised bytes.
+/// Splits a stream into RTSP messages and `$` frames with the codec's
+/// stream reader, which restarts at the next recognisable start after a
+/// gap or unrecognised bytes; what it could not read becomes a note.
 pub fn parse_rtsp_stream(bytes: &[u8], gaps: &[Gap]) -> RtspStream {
-    let mut out = RtspStream::default();
-    let mut boundaries: Vec<usize> = gaps
+    let holes: Vec<usize> = gaps
         .iter()
         .filter_map(|g| usize::try_from(g.offset).ok())
-        .filter(|&o| o > 0 && o < bytes.len())
         .collect();
-    boundaries.sort_unstable();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let segment_end = boundaries
-            .iter()
-            .copied()
-            .find(|&b| b > at)
-            .unwrap_or(bytes.len());
-        let segment = bytes.get(at..segment_end).unwrap_or_default();
-        if segment.first() == Some(&b'$') {
-            let Some(&[_, channel, hi, lo]) = segment.get(..4) else {
-                out.notes
-                    .push(format!("interleaved frame header cut short at offset {at}"));
-                at = resync(bytes, segment_end);
-                continue;
-            };
-            let len = usize::from(u16::from_be_bytes([hi, lo]));
-            if segment.len() < 4 + len {
-                out.notes.push(format!(
-                    "interleaved frame at offset {at} (channel {channel}, {len} bytes) cut short by {}",
-                    if segment_end == bytes.len() { "the end of the stream" } else { "a gap" }
-                ));
-                at = resync(bytes, segment_end);
-                continue;
-            }
-            out.interleaved.push((channel, len));
-            at += 4 + len;
-            continue;
-        }
-        if is_message_start(segment) {
-            let window = segment
-                .get(..segment.len().min(MAX_RTSP_HEAD))
-                .unwrap_or_default();
-            let Some(head_end) = find_bytes(window, b"\r\n\r\n").map(|p| p + 4) else {
-                out.messages.push(message_from_head(at, window, 0, true));
-                at = resync(bytes, segment_end);
-                continue;
-            };
-            let head = window.get(..head_end).unwrap_or_default();
-            let content_length = content_length(head);
-            let available = segment.len().saturating_sub(head_end);
-            let truncated = content_length > available;
-            out.messages.push(message_from_head(
-                at,
+    let mut out = RtspStream::default();
+    for item in rtsp::read_stream(bytes, &holes) {
+        match item {
+            StreamItem::Message {
                 head,
-                content_length.min(available),
+                body_len,
                 truncated,
-            ));
-            if truncated {
-                at = resync(bytes, segment_end);
-            } else {
-                at += head_end + content_length;
+            } => {
+                let text = bytes.get(head.clone()).unwrap_or_default();
+                out.messages
+                    .push(message_from_head(head.start, text, body_len, truncated));
             }
-            continue;
-        }
-        if at == 0 {
-            // A stream that does not open with RTSP is not read as RTSP:
-            // resyncing inside arbitrary bytes would invent `$` frames.
-            out.notes.push(format!(
+            StreamItem::Interleaved { frame, .. } => {
+                out.interleaved.push((frame.channel, frame.len))
+            }
+            StreamItem::InterleavedCut {
+                offset,
+                frame: None,
+                ..
+            } => out.notes.push(format!(
+                "interleaved frame header cut short at offset {offset}"
+            )),
+            StreamItem::InterleavedCut {
+                offset,
+                frame: Some(frame),
+                by_end,
+            } => out.notes.push(format!(
+                "interleaved frame at offset {offset} (channel {}, {} bytes) cut short by {}",
+                frame.channel,
+                frame.len,
+                if by_end {
+                    "the end of the stream"
+                } else {
+                    "a gap"
+                }
+            )),
+            StreamItem::Unrecognised(range) => out.notes.push(format!(
+                "{} unrecognised bytes at offset {}",
+                range.len(),
+                range.start
+            )),
+            StreamItem::NotRtsp => out.notes.push(format!(
                 "does not start with an RTSP message or an interleaved frame (first bytes {})",
                 hex::encode(bytes.get(..bytes.len().min(16)).unwrap_or_default())
-            ));
-            break;
+            )),
         }
-        let next = resync(bytes, at + 1);
-        out.notes.push(format!(
-            "{} unrecognised bytes at offset {at}",
-            next.saturating_sub(at)
-        ));
-        at = next;
     }
     out
 }
 
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .split("\r\n")
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("Content-Length"))
-        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-        .unwrap_or(0)
-}
-
 fn message_from_head(offset: usize, head: &[u8], body_len: usize, truncated: bool) -> RtspMessage {
-    let text = redact_authorization(head);
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let start_line = lines.next().unwrap_or_default().to_owned();
+    let mut lines = rtsp::line_ranges(head)
+        .map(|line| redact_authorization(head.get(line).unwrap_or_default()))
+        .filter(|l| !l.is_empty());
+    let start_line = lines.next().unwrap_or_default();
     RtspMessage {
         offset: offset as u64,
         start_line,
-        headers: lines.map(str::to_owned).collect(),
+        headers: lines.collect(),
         body_len,
         truncated,
     }

@@ -10,8 +10,6 @@
 //! all the same clip), Digest authentication on every method but OPTIONS,
 //! RTP over TCP only (a UDP SETUP gets 461 so clients fall back to TCP).
 
-pub mod digest;
-pub mod message;
 pub mod rtp;
 
 use std::fmt;
@@ -26,9 +24,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::codec::rtsp::{next_client_frame, ClientFrame, DigestAuthorization, Request, Response};
 use crate::emulator::clip::{Clip, FRAME_RATE};
-use digest::DigestAuthorization;
-use message::{next_inbound, Inbound, Request, Response};
 use rtp::{interleave, nals_to_send, H264Packetizer, PAYLOAD_TYPE_H264};
 
 /// `Server:` header of current Dahua firmware (older firmware: `Rtsp Server/2.0`).
@@ -571,7 +568,7 @@ where
     loop {
         // Answer every complete request already buffered.
         loop {
-            let (inbound, used) = match next_inbound(&inbuf) {
+            let (inbound, used) = match next_client_frame(&inbuf) {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 Err(e) => {
@@ -583,12 +580,16 @@ where
             };
             inbuf.drain(..used.min(inbuf.len()));
             let request = match inbound {
-                Inbound::Interleaved { channel, len } => {
-                    tracing::trace!(channel, len, "rtsp interleaved frame from client skipped");
+                ClientFrame::Interleaved(frame) => {
+                    tracing::trace!(
+                        channel = frame.channel,
+                        len = frame.len,
+                        "rtsp interleaved frame from client skipped"
+                    );
                     report.interleaved_received += 1;
                     continue;
                 }
-                Inbound::Request(request) => request,
+                ClientFrame::Request(request) => request,
             };
             report.requests += 1;
             tracing::debug!(request = %request.redacted(), "rtsp request");

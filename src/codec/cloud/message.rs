@@ -2,6 +2,8 @@
 //! raw body. The decoder keeps every byte it needs so that
 //! `decode(b)?.encode() == b` for every accepted `b`.
 
+use std::ops::Range;
+
 use super::xml::XmlBody;
 use super::CloudError;
 use crate::codec::crypto::wsse_digest;
@@ -91,15 +93,49 @@ impl Header {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.name.as_bytes());
+    /// Writes the line and returns where its parts went.
+    fn encode(&self, out: &mut Vec<u8>) -> HeaderLayout {
+        let start = out.len();
+        let name = written(out, self.name.as_bytes());
         match self.separator {
             Separator::ColonSpace => out.extend_from_slice(b": "),
             Separator::Colon => out.push(b':'),
         }
-        out.extend_from_slice(self.value.as_bytes());
+        let value = written(out, self.value.as_bytes());
+        let line = start..out.len();
         out.extend_from_slice(b"\r\n");
+        HeaderLayout { line, name, value }
     }
+}
+
+/// Where one header line sits in a datagram (the line without its CRLF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderLayout {
+    pub line: Range<usize>,
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Where the parts of a message sit in its datagram, as the encoder (the
+/// exact inverse of the decoder) writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The start line without its CRLF.
+    pub start_line: Range<usize>,
+    /// Method, path, version of a request; version, code, reason of a
+    /// response.
+    pub start_parts: [Range<usize>; 3],
+    /// One per header, in wire order.
+    pub headers: Vec<HeaderLayout>,
+    /// Everything after the empty line.
+    pub body: Range<usize>,
+}
+
+/// Appends `bytes` and returns the range they took.
+fn written(out: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
+    let start = out.len();
+    out.extend_from_slice(bytes);
+    start..out.len()
 }
 
 /// A request: `METHOD SP path SP version CRLF`, headers, CRLF, body.
@@ -146,12 +182,19 @@ pub struct Wsse {
     pub created: String,
 }
 
-impl Wsse {
-    /// Parses `UsernameToken Username="…", PasswordDigest="…", Nonce="…",
-    /// Created="…"`. Keys may come in any order; unknown keys are ignored.
-    /// Quoted values are taken literally (the Amcrest username holds a
-    /// backslash that is not an escape).
-    pub fn parse(value: &str) -> Result<Wsse, CloudError> {
+/// Where each value of an X-WSSE header sits in the header value (inside
+/// its quotes), as [`Wsse::parse`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsseRanges {
+    pub username: Range<usize>,
+    pub password_digest: Range<usize>,
+    pub nonce: Range<usize>,
+    pub created: Range<usize>,
+}
+
+impl WsseRanges {
+    /// Reads the header value; the errors are [`Wsse::parse`]'s.
+    pub fn locate(value: &str) -> Result<WsseRanges, CloudError> {
         let bad = |reason| CloudError::BadWsse { reason };
         let mut rest = value
             .strip_prefix("UsernameToken")
@@ -169,20 +212,40 @@ impl Wsse {
             let (val, after) = after
                 .split_once('"')
                 .ok_or(bad("a quoted value is not closed"))?;
+            // `val` is a slice of `value`: its place is its distance from the start.
+            let start = value.len() - after.len() - 1 - val.len();
+            let range = Some(start..start + val.len());
             match key {
-                "Username" => username = Some(val.to_owned()),
-                "PasswordDigest" => digest = Some(val.to_owned()),
-                "Nonce" => nonce = Some(val.to_owned()),
-                "Created" => created = Some(val.to_owned()),
+                "Username" => username = range,
+                "PasswordDigest" => digest = range,
+                "Nonce" => nonce = range,
+                "Created" => created = range,
                 _ => {}
             }
             rest = after;
         }
-        Ok(Wsse {
+        Ok(WsseRanges {
             username: username.ok_or(bad("no Username"))?,
             password_digest: digest.ok_or(bad("no PasswordDigest"))?,
             nonce: nonce.ok_or(bad("no Nonce"))?,
             created: created.ok_or(bad("no Created"))?,
+        })
+    }
+}
+
+impl Wsse {
+    /// Parses `UsernameToken Username="…", PasswordDigest="…", Nonce="…",
+    /// Created="…"`. Keys may come in any order; unknown keys are ignored.
+    /// Quoted values are taken literally (the Amcrest username holds a
+    /// backslash that is not an escape).
+    pub fn parse(value: &str) -> Result<Wsse, CloudError> {
+        let at = WsseRanges::locate(value)?;
+        let text = |r: &Range<usize>| value.get(r.clone()).unwrap_or_default().to_owned();
+        Ok(Wsse {
+            username: text(&at.username),
+            password_digest: text(&at.password_digest),
+            nonce: text(&at.nonce),
+            created: text(&at.created),
         })
     }
 
@@ -223,9 +286,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CloudError> {
     if !is_response && !starts_with_method_token(bytes) {
         return Err(CloudError::NotCloud);
     }
-    let head_len = bytes
-        .windows(HEAD_END.len())
-        .position(|w| w == HEAD_END)
+    let head_len = crate::codec::find_bytes(bytes, HEAD_END)
         .ok_or(CloudError::HeadUnterminated { len: bytes.len() })?;
     let (head, rest) = bytes.split_at(head_len);
     let body = rest.get(HEAD_END.len()..).unwrap_or_default().to_vec();
@@ -406,10 +467,11 @@ fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
         .map(|h| h.value.as_str())
 }
 
-fn encode_headers(headers: &[Header], out: &mut Vec<u8>) {
-    for header in headers {
-        header.encode(out);
-    }
+/// Writes the headers and the empty line ending the head.
+fn encode_headers(headers: &[Header], out: &mut Vec<u8>) -> Vec<HeaderLayout> {
+    let layouts = headers.iter().map(|h| h.encode(out)).collect();
+    out.extend_from_slice(b"\r\n");
+    layouts
 }
 
 impl Request {
@@ -429,15 +491,23 @@ impl Request {
         super::Endpoint::parse(&self.path)
     }
 
-    fn encode_head(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.as_str().as_bytes());
+    fn encode_head(&self, out: &mut Vec<u8>) -> Layout {
+        let start = out.len();
+        let method = written(out, self.method.as_str().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.path.as_bytes());
+        let path = written(out, self.path.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.version.as_bytes());
+        let version = written(out, self.version.as_bytes());
+        let start_line = start..out.len();
         out.extend_from_slice(b"\r\n");
-        encode_headers(&self.headers, out);
-        out.extend_from_slice(b"\r\n");
+        let headers = encode_headers(&self.headers, out);
+        let body = out.len()..out.len().saturating_add(self.body.len());
+        Layout {
+            start_line,
+            start_parts: [method, path, version],
+            headers,
+            body,
+        }
     }
 
     /// The datagram.
@@ -475,13 +545,23 @@ impl Response {
         self.with_header("Content-Length", len)
     }
 
-    fn encode_head(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.version.as_bytes());
-        out.extend_from_slice(format!(" {:03} ", self.code).as_bytes());
-        out.extend_from_slice(self.reason.as_bytes());
+    fn encode_head(&self, out: &mut Vec<u8>) -> Layout {
+        let start = out.len();
+        let version = written(out, self.version.as_bytes());
+        out.push(b' ');
+        let code = written(out, format!("{:03}", self.code).as_bytes());
+        out.push(b' ');
+        let reason = written(out, self.reason.as_bytes());
+        let start_line = start..out.len();
         out.extend_from_slice(b"\r\n");
-        encode_headers(&self.headers, out);
-        out.extend_from_slice(b"\r\n");
+        let headers = encode_headers(&self.headers, out);
+        let body = out.len()..out.len().saturating_add(self.body.len());
+        Layout {
+            start_line,
+            start_parts: [version, code, reason],
+            headers,
+            body,
+        }
     }
 
     /// The datagram.
@@ -631,6 +711,17 @@ impl Message {
         match self {
             Message::Request(r) => r.body_offset(),
             Message::Response(r) => r.body_offset(),
+        }
+    }
+}
+
+impl Message {
+    /// Where each part of the message sits in its datagram.
+    pub fn layout(&self) -> Layout {
+        let mut head = Vec::new();
+        match self {
+            Message::Request(r) => r.encode_head(&mut head),
+            Message::Response(r) => r.encode_head(&mut head),
         }
     }
 }

@@ -25,8 +25,8 @@ pub use builder::{
     AUTHORIZATION_WSSE,
 };
 pub use message::{
-    decode, looks_like_cloud, Header, Message, Method, Request, Response, Separator, Wsse,
-    MAX_HEADERS,
+    decode, looks_like_cloud, Header, HeaderLayout, Layout, Message, Method, Request, Response,
+    Separator, Wsse, WsseRanges, MAX_HEADERS,
 };
 pub use views::{
     format_addr_list, format_created_offset, format_created_utc, parse_addr_list, parse_created,
@@ -34,7 +34,7 @@ pub use views::{
     InfoDeviceAnswer, P2pSrvInfo, RelayAgentRequest, RelayInfo, RelayStartInfo, RelayStartRequest,
     TypedBody,
 };
-pub use xml::{XmlBody, XmlElement, MAX_XML_DEPTH, MAX_XML_ELEMENTS};
+pub use xml::{ElementSpan, XmlBody, XmlElement, MAX_XML_DEPTH, MAX_XML_ELEMENTS};
 
 /// Why a datagram, a body or a field of a cloud message was rejected.
 ///

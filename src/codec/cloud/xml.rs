@@ -6,6 +6,7 @@
 //! with caps on depth and element count so hostile input costs little.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -50,14 +51,24 @@ impl XmlElement {
     }
 }
 
+/// Where a child of `<body>` sits in the body text, as the XML reader saw
+/// it: `outer` from `<name` to the end of its end tag, `inner` its content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ElementSpan {
+    pub outer: Range<usize>,
+    pub inner: Range<usize>,
+}
+
 /// A parsed body: the exact text it came from and its children in order.
 ///
 /// The element list is the source of truth for readers; the text is kept so
-/// that writing the body back is exact. Both are fixed at construction.
+/// that writing the body back is exact, with each element's span in it. All
+/// are fixed at construction.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct XmlBody {
     text: String,
     elements: Vec<XmlElement>,
+    spans: Vec<ElementSpan>,
 }
 
 impl XmlBody {
@@ -65,21 +76,33 @@ impl XmlBody {
     /// whitespace, no declaration, text escaped (`<`, `>`, `&`).
     pub fn from_elements(elements: Vec<XmlElement>) -> XmlBody {
         let mut text = String::from("<body>");
+        let mut spans = Vec::with_capacity(elements.len());
         for element in &elements {
+            let outer_start = text.len();
             text.push('<');
             text.push_str(&element.name);
             text.push('>');
+            let inner_start = text.len();
             if element.nested {
                 text.push_str(&element.text);
             } else {
                 text.push_str(&quick_xml::escape::partial_escape(&element.text));
             }
+            let inner_end = text.len();
             text.push_str("</");
             text.push_str(&element.name);
             text.push('>');
+            spans.push(ElementSpan {
+                outer: outer_start..text.len(),
+                inner: inner_start..inner_end,
+            });
         }
         text.push_str("</body>");
-        XmlBody { text, elements }
+        XmlBody {
+            text,
+            elements,
+            spans,
+        }
     }
 
     /// [`XmlBody::from_elements`] for leaf elements given as (name, text).
@@ -108,6 +131,12 @@ impl XmlBody {
     /// The children of `<body>` in order, unknown ones included.
     pub fn elements(&self) -> &[XmlElement] {
         &self.elements
+    }
+
+    /// Where each element of [`XmlBody::elements`] sits in the text (same
+    /// order), from the reader's positions.
+    pub fn spans(&self) -> &[ElementSpan] {
+        &self.spans
     }
 
     /// The text of the first child named `name` (case-sensitive).
@@ -139,6 +168,7 @@ impl XmlBody {
 /// A child of `<body>` whose end tag has not been seen yet.
 struct OpenChild {
     name: String,
+    outer_start: usize,
     inner_start: usize,
     text: String,
     nested: bool,
@@ -181,6 +211,18 @@ fn check_root(start: &BytesStart<'_>, at: usize, seen_root: bool) -> Result<(), 
     Ok(())
 }
 
+/// Counts one more element below `<body>`, failing past the cap.
+fn count_element(count: &mut usize, at: usize) -> Result<(), CloudError> {
+    *count = count.saturating_add(1);
+    if *count > MAX_XML_ELEMENTS {
+        return Err(CloudError::TooManyXmlElements {
+            offset: at,
+            max: MAX_XML_ELEMENTS,
+        });
+    }
+    Ok(())
+}
+
 fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -194,6 +236,7 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
     let mut element_count = 0usize;
     let mut open: Option<OpenChild> = None;
     let mut elements = Vec::new();
+    let mut spans = Vec::new();
 
     loop {
         let before = to_usize(reader.buffer_position());
@@ -219,13 +262,7 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
             }
             Event::Start(start) => {
                 let name = element_name(&start, at)?;
-                element_count = element_count.saturating_add(1);
-                if element_count > MAX_XML_ELEMENTS {
-                    return Err(CloudError::TooManyXmlElements {
-                        offset: at,
-                        max: MAX_XML_ELEMENTS,
-                    });
-                }
+                count_element(&mut element_count, at)?;
                 depth = depth.saturating_add(1);
                 if depth > MAX_XML_DEPTH {
                     return Err(CloudError::XmlTooDeep {
@@ -237,6 +274,7 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
                     None => {
                         open = Some(OpenChild {
                             name,
+                            outer_start: before,
                             inner_start: after,
                             text: String::new(),
                             nested: false,
@@ -247,15 +285,15 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
             }
             Event::Empty(start) => {
                 let name = element_name(&start, at)?;
-                element_count = element_count.saturating_add(1);
-                if element_count > MAX_XML_ELEMENTS {
-                    return Err(CloudError::TooManyXmlElements {
-                        offset: at,
-                        max: MAX_XML_ELEMENTS,
-                    });
-                }
+                count_element(&mut element_count, at)?;
                 match open.as_mut() {
-                    None => elements.push(XmlElement::leaf(name, "")),
+                    None => {
+                        elements.push(XmlElement::leaf(name, ""));
+                        spans.push(ElementSpan {
+                            outer: before..after,
+                            inner: after..after,
+                        });
+                    }
                     Some(child) => child.nested = true,
                 }
             }
@@ -273,6 +311,10 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
                                 child.text
                             },
                             nested: child.nested,
+                        });
+                        spans.push(ElementSpan {
+                            outer: child.outer_start..after,
+                            inner: child.inner_start..before,
                         });
                     }
                 }
@@ -321,5 +363,6 @@ fn parse_text(text: &str, base: usize) -> Result<XmlBody, CloudError> {
     Ok(XmlBody {
         text: text.to_owned(),
         elements,
+        spans,
     })
 }
