@@ -118,6 +118,9 @@ pub(super) struct CloudExchanges {
     /// Some answer carried a CSeq: CSeq-less answers then only match
     /// requests sent without one.
     servers_echo_cseq: bool,
+    /// Every CSeq sent: a late or duplicated answer to one of them is stale,
+    /// not invalid (a few dozen at most per handshake).
+    sent_cseqs: Vec<i64>,
 }
 
 impl CloudExchanges {
@@ -128,6 +131,7 @@ impl CloudExchanges {
             clock_offset: 0,
             unauthorized: 0,
             servers_echo_cseq: false,
+            sent_cseqs: Vec::new(),
         }
     }
 
@@ -177,13 +181,15 @@ impl Handshake {
     /// Legacy: a counter from 1 shared by both sockets; SDK: a random signed
     /// int32 per logical request (FIELD-NOTES §2.2).
     fn new_cseq(&mut self) -> i64 {
-        if self.sdk() {
+        let cseq = if self.sdk() {
             i64::from(self.rng.gen::<i32>())
         } else {
             let c = self.cloud.next_cseq;
             self.cloud.next_cseq = c.wrapping_add(1);
             c
-        }
+        };
+        self.cloud.sent_cseqs.push(cseq);
+        cseq
     }
 
     /// A WSSE or device-auth nonce: [0, 2^31) legacy, signed int32 SDK.
@@ -404,7 +410,15 @@ impl Handshake {
             self.cloud.servers_echo_cseq = true;
         }
         let Some(req) = self.match_exchange(sock, from, &response) else {
-            // A duplicate, an answer to a request already answered, or noise.
+            // A duplicate or late answer to a request of ours: stale.
+            if response
+                .cseq()
+                .is_some_and(|c| self.cloud.sent_cseqs.contains(&c))
+            {
+                self.skipped += 1;
+                return;
+            }
+            // Noise, or an answer to nothing we asked.
             return self.invalid(sock, from, || {
                 let status = peer_text(&format!("{} {}", response.code, response.reason));
                 match response.cseq() {

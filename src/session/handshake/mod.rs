@@ -257,7 +257,13 @@ impl Handshake {
                 }
                 self.leg_events(now, Leg::Agent);
             }
-            (_, kind) => self.invalid(sock, from, || format!("{kind:?} datagram, not an answer")),
+            (_, kind) => self.invalid(sock, from, || {
+                let what = match kind {
+                    Kind::Unknown => "an unrecognised datagram",
+                    Kind::Cloud | Kind::Punch | Kind::Ptcp => "a stray datagram",
+                };
+                format!("{what} of {} bytes ({})", bytes.len(), kind.as_str())
+            }),
         }
         self.advance(now, unix);
     }
