@@ -41,7 +41,7 @@ pub(super) enum DirectLeg {
     /// p2p-channel asked.
     Channel,
     Punching(PunchState),
-    Session(DeviceLeg),
+    Session(Box<DeviceLeg>),
     /// Auto gave up on direct; the agent session is the path.
     FellBack,
 }
@@ -329,7 +329,7 @@ impl Handshake {
         });
         let mut session = PtcpSession::new(self.config.ptcp.clone(), now);
         session.send(&Body::Syn);
-        self.direct = DirectLeg::Session(DeviceLeg {
+        self.direct = DirectLeg::Session(Box::new(DeviceLeg {
             addr: from,
             via,
             session,
@@ -338,7 +338,7 @@ impl Handshake {
             peer_recv_max: 0,
             regressions: 0,
             restarts: 0,
-        });
+        }));
         self.timers
             .set(Timer::DevicePhase, now + self.config.punch_timeout);
     }

@@ -275,7 +275,7 @@ impl Handshake {
                 return;
             }
             // An earlier timer may have stopped or moved this one.
-            if !self.timers.get(timer).is_some_and(|at| at <= now) {
+            if self.timers.get(timer).is_none_or(|at| at > now) {
                 continue;
             }
             self.timers.stop(timer);
@@ -451,6 +451,7 @@ impl Handshake {
         let DirectLeg::Session(dev) = std::mem::replace(&mut self.direct, DirectLeg::Off) else {
             return;
         };
+        let dev = *dev;
         let signed = self.config.use_sign;
         self.stage_done(
             now,
@@ -473,6 +474,7 @@ impl Handshake {
         let RelayLeg::Agent(agent) = std::mem::replace(&mut self.relay, RelayLeg::Off) else {
             return;
         };
+        let agent = *agent;
         self.stage_done(
             now,
             Stage::Ready,

@@ -40,7 +40,7 @@ pub(super) enum RelayLeg {
     /// relay-channel asked; waiting for the agent's notification.
     Joining,
     /// The agent PTCP session.
-    Agent(AgentLeg),
+    Agent(Box<AgentLeg>),
     /// Gave up; the text says why (used if the relay is needed later).
     Failed(String),
 }
@@ -255,11 +255,11 @@ impl Handshake {
         );
         let mut session = PtcpSession::new(self.config.ptcp.clone(), now);
         session.send(&Body::Syn);
-        self.relay = RelayLeg::Agent(AgentLeg {
+        self.relay = RelayLeg::Agent(Box::new(AgentLeg {
             addr,
             session,
             phase: AgentPhase::Syn,
-        });
+        }));
     }
 
     /// One body from the agent: its SYN, then the sign.
