@@ -16,8 +16,8 @@ use dhp2p::emulator::{
     AuthPolicy, CloudDialect, Emulator, EmulatorConfig, Mode, Role, RoleAddrs, TcpCommand,
 };
 use dhp2p::session::handshake::{
-    Candidate, Established, EstablishedPath, Handshake, HandshakeConfig, HandshakeError,
-    HandshakeEvent, PathMode, Sock, Stage,
+    unbind_request, Candidate, Established, EstablishedPath, Handshake, HandshakeConfig,
+    HandshakeError, HandshakeEvent, PathMode, Sock, Stage,
 };
 use dhp2p::session::ptcp::{Event as PtcpEvent, PtcpSession};
 use rand::rngs::SmallRng;
@@ -604,6 +604,49 @@ fn auto_default_goes_direct_via_public_with_sign_in_under_a_second() {
         };
         assert_eq!(*sock, want, "{} sent from {sock:?}", r.path);
     }
+}
+
+#[test]
+fn unbind_from_the_session_layer_releases_the_lease_at_the_relay() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    let lease = w
+        .run_established(Duration::from_secs(15))
+        .lease
+        .clone()
+        .expect("a lease to unbind");
+    let t = unbind_request(
+        &identity::default_profile(),
+        &lease,
+        w.client_unix(),
+        u32::MAX,
+    );
+    assert_eq!((t.sock, t.to), (Sock::Relay, role_addrs().relay));
+    let Ok(Message::Request(request)) = cloud::decode(&t.payload) else {
+        panic!("not a cloud request");
+    };
+    assert_eq!(request.path, format!("/relay/unbind/{}", lease.token));
+    // Sent twice: the relay releases the lease once, then no longer knows it.
+    let answers_before = w.delivered.len();
+    for _ in 0..2 {
+        w.launch(Flight {
+            to: Dest::Emulator(Role::Relay),
+            from: World::client_addr(Sock::Relay),
+            payload: t.payload.clone(),
+        });
+    }
+    let until = w.elapsed() + Duration::from_millis(50);
+    while w.elapsed() < until {
+        w.step();
+    }
+    let mut codes: Vec<u16> = w.delivered[answers_before..]
+        .iter()
+        .filter_map(|(_, sock, _, payload)| match cloud::decode(payload) {
+            Ok(Message::Response(r)) if *sock == Sock::Relay => Some(r.code),
+            _ => None,
+        })
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 403]);
 }
 
 #[test]
