@@ -32,11 +32,11 @@
 //! source; anything else arriving on either socket (stray STUN, PTCP, text)
 //! is counted in [`Handshake::skipped`] and dropped.
 //!
-//! One file per leg, the way neolink splits `bc_protocol`: [`cloud`] (the
-//! request/answer machinery), [`lookup`] (warm-up to `/info/device`),
-//! [`relay`] (lease, relay-channel, agent session), [`direct`] (channel
+//! One file per leg, the way neolink splits `bc_protocol`: `cloud.rs` (the
+//! request/answer machinery), `lookup.rs` (warm-up to `/info/device`),
+//! `relay.rs` (lease, relay-channel, agent session), `direct.rs` (channel
 //! answer, punching, device session). This file starts them, runs the
-//! timers of [`timers`] and picks the winner.
+//! timers of `timers.rs` and picks the winner.
 //!
 //! No sockets, no clock, no global randomness: `now` and the Unix time come
 //! with every call, and nonces, Identify, transaction IDs and CSeqs come
