@@ -16,8 +16,8 @@ use dhp2p::emulator::{
     AuthPolicy, CloudDialect, Emulator, EmulatorConfig, Mode, Role, RoleAddrs, TcpCommand,
 };
 use dhp2p::session::handshake::{
-    Candidate, Established, EstablishedPath, Handshake, HandshakeConfig, HandshakeError,
-    HandshakeEvent, PathMode, Sock, Stage,
+    unbind_request, Candidate, Established, EstablishedPath, Handshake, HandshakeConfig,
+    HandshakeError, HandshakeEvent, PathMode, Sock, Stage,
 };
 use dhp2p::session::ptcp::{Event as PtcpEvent, PtcpSession};
 use rand::rngs::SmallRng;
@@ -604,6 +604,49 @@ fn auto_default_goes_direct_via_public_with_sign_in_under_a_second() {
         };
         assert_eq!(*sock, want, "{} sent from {sock:?}", r.path);
     }
+}
+
+#[test]
+fn unbind_from_the_session_layer_releases_the_lease_at_the_relay() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    let lease = w
+        .run_established(Duration::from_secs(15))
+        .lease
+        .clone()
+        .expect("a lease to unbind");
+    let t = unbind_request(
+        &identity::default_profile(),
+        &lease,
+        w.client_unix(),
+        u32::MAX,
+    );
+    assert_eq!((t.sock, t.to), (Sock::Relay, role_addrs().relay));
+    let Ok(Message::Request(request)) = cloud::decode(&t.payload) else {
+        panic!("not a cloud request");
+    };
+    assert_eq!(request.path, format!("/relay/unbind/{}", lease.token));
+    // Sent twice: the relay releases the lease once, then no longer knows it.
+    let answers_before = w.delivered.len();
+    for _ in 0..2 {
+        w.launch(Flight {
+            to: Dest::Emulator(Role::Relay),
+            from: World::client_addr(Sock::Relay),
+            payload: t.payload.clone(),
+        });
+    }
+    let until = w.elapsed() + Duration::from_millis(50);
+    while w.elapsed() < until {
+        w.step();
+    }
+    let mut codes: Vec<u16> = w.delivered[answers_before..]
+        .iter()
+        .filter_map(|(_, sock, _, payload)| match cloud::decode(payload) {
+            Ok(Message::Response(r)) if *sock == Sock::Relay => Some(r.code),
+            _ => None,
+        })
+        .collect();
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 403]);
 }
 
 #[test]
@@ -1319,4 +1362,167 @@ fn lossy_rates_over_thousands_of_seeds() {
             "seed {seed}: {e}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// A hostile cloud (issue 11 item 7): answers that come back but answer
+// nothing are counted and reported, not called "unreachable"; and Auto uses
+// the relay when only the direct leg is stuck.
+
+/// Every answer of the main server becomes binary garbage.
+fn cloud_answers_garbage(role: Role, payload: &mut Vec<u8>) {
+    if role == Role::Cloud {
+        *payload = vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3];
+    }
+}
+
+/// Every answer of the main server is well formed but carries a CSeq we
+/// never sent, and a status text of 1,100 characters.
+fn cloud_answers_with_a_wrong_cseq(role: Role, payload: &mut Vec<u8>) {
+    if role == Role::Cloud {
+        let reason = "A".repeat(1100);
+        *payload = format!("HTTP/1.1 200 {reason}\r\nCSeq: 4242\r\nContent-Length: 0\r\n\r\n")
+            .into_bytes();
+    }
+}
+
+/// p2p-channel is answered `100 Trying`, never `200`.
+fn channel_trying_forever(role: Role, payload: &mut Vec<u8>) {
+    let text = String::from_utf8_lossy(payload);
+    if role == Role::Cloud && text.contains("<PubAddr>") {
+        *payload = text
+            .replacen("200 Server Nat Info!", "100 Trying", 1)
+            .into_bytes();
+    }
+}
+
+/// The agent opens its session and answers 0x17, but with no sign: the
+/// reply (same length, so the stream stays in step) is a realm-0 DISC,
+/// which carries no command data.
+fn agent_never_signs(role: Role, payload: &mut Vec<u8>) {
+    let sign_len = match Packet::decode(payload) {
+        Ok(Packet {
+            body: Body::Sign { sign },
+            ..
+        }) if role == Role::Agent => sign.len(),
+        _ => return,
+    };
+    assert!(sign_len >= 4, "a sign shorter than DISC");
+    payload.truncate(24);
+    payload.extend_from_slice(&[0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    payload.extend_from_slice(b"DISC");
+    payload.resize(24 + 12 + sign_len, 0);
+}
+
+#[test]
+fn a_cloud_answering_garbage_is_reported_as_answers_none_valid_not_unreachable() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.tamper = Some(cloud_answers_garbage);
+    let (when, error) = w.run_failed(Duration::from_secs(15));
+    assert_eq!(when, Duration::from_secs(10));
+    let HandshakeError::NoValidAnswer {
+        stage,
+        peer,
+        answers,
+        ..
+    } = &error
+    else {
+        panic!("want NoValidAnswer, got {error:?}");
+    };
+    assert_eq!(*stage, Stage::Warmup);
+    assert_eq!(*peer, role_addrs().cloud);
+    // Warm-up and /online/relay both ask the main server, 11 sends each
+    // in 10 s, and each send is answered.
+    assert_eq!(*answers, 22);
+    let message = error.to_string();
+    assert!(message.contains("22 answers came back"), "{message}");
+    assert!(message.contains("none valid"), "{message}");
+    assert!(!message.contains("unreachable"), "{message}");
+}
+
+#[test]
+fn a_cloud_answering_a_wrong_cseq_names_it_and_truncates_its_text() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.tamper = Some(cloud_answers_with_a_wrong_cseq);
+    let (_, error) = w.run_failed(Duration::from_secs(15));
+    assert!(
+        matches!(error, HandshakeError::NoValidAnswer { answers: 22, .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("CSeq 4242"), "{message}");
+    assert!(
+        message.len() < 500,
+        "peer text is not truncated ({} bytes): {message}",
+        message.len()
+    );
+}
+
+#[test]
+fn auto_falls_back_to_the_relay_when_the_channel_says_100_trying_forever() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.tamper = Some(channel_trying_forever);
+    w.accept_tcp = true;
+    let e = w.run_established(Duration::from_secs(15));
+    assert_eq!(
+        e.path,
+        EstablishedPath::Relay {
+            agent: role_addrs().agent
+        }
+    );
+    assert_eq!(e.timings.last().unwrap().1, Duration::from_secs(10));
+    assert!(
+        w.details().contains("`100 Trying`") && w.details().contains("falling back"),
+        "{}",
+        w.details()
+    );
+    // The relay carries a realm.
+    w.take_session();
+    w.session_send(&Body::bind(7, 554, Ipv4Addr::LOCALHOST));
+    w.session_until(Duration::from_secs(2), |b| {
+        *b == Body::status(7, Status::Conn)
+    });
+}
+
+#[test]
+fn direct_mode_with_100_trying_forever_says_the_device_does_not_answer_the_cloud() {
+    let mut c = config();
+    c.mode = PathMode::Direct;
+    let mut w = World::new(EmulatorConfig::default(), c);
+    w.tamper = Some(channel_trying_forever);
+    let (_, error) = w.run_failed(Duration::from_secs(15));
+    assert!(
+        matches!(
+            error,
+            HandshakeError::StillTrying {
+                stage: Stage::Channel,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("100 Trying"), "{message}");
+    assert!(!message.contains("unreachable"), "{message}");
+}
+
+#[test]
+fn auto_falls_back_to_the_relay_when_the_agent_never_signs() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.tamper = Some(agent_never_signs);
+    w.accept_tcp = true;
+    let e = w.run_established(Duration::from_secs(15));
+    assert_eq!(
+        e.path,
+        EstablishedPath::Relay {
+            agent: role_addrs().agent
+        }
+    );
+    assert!(!e.signed);
+    assert!(w.details().contains("sent no sign"), "{}", w.details());
+    w.take_session();
+    w.session_send(&Body::bind(7, 554, Ipv4Addr::LOCALHOST));
+    w.session_until(Duration::from_secs(2), |b| {
+        *b == Body::status(7, Status::Conn)
+    });
 }

@@ -15,12 +15,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::codec::cloud::format_created_utc;
-use crate::codec::cloud::{build_request, RequestParams, WsseAuth};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 use crate::codec::identity::CloudProfile;
 use crate::net::record::Recorder;
 use crate::session::handshake::{
-    Established, EstablishedPath, Handshake, HandshakeConfig, HandshakeError, HandshakeEvent, Sock,
+    next_cloud, unbind_request, Established, EstablishedPath, Handshake, HandshakeConfig,
+    HandshakeError, HandshakeEvent, Lease, Sock,
 };
 use crate::session::ptcp::DeadReason;
 use crate::session::tunnel::{BindFailure, ClientId, TunnelConfig, TunnelEvent, TunnelSession};
@@ -157,7 +159,7 @@ struct Session {
     socks: [Arc<UdpSocket>; 2],
     local: [SocketAddr; 2],
     state: SessionState,
-    lease: Option<(SocketAddr, String)>,
+    lease: Option<Lease>,
     started: Instant,
     cloud: usize,
     recv_tasks: [JoinHandle<()>; 2],
@@ -192,7 +194,9 @@ struct Driver {
     remote_rtsp: u16,
     status: mpsc::UnboundedSender<Status>,
     fatal: Option<TunnelError>,
-    seed: u64,
+    /// The one source of randomness: seeds for the state machines and
+    /// nonces, drawn here and passed in.
+    rng: SmallRng,
 }
 
 /// Runs the tunnel until `shutdown` resolves (exit 0) or the first session
@@ -240,10 +244,7 @@ pub async fn run(
         remote_rtsp: 554,
         status,
         fatal: None,
-        seed: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(7),
+        rng: SmallRng::from_entropy(),
         opts,
     };
     tokio::pin!(shutdown);
@@ -658,17 +659,13 @@ impl Driver {
         config.serial = self.opts.serial.clone();
         config.cloud = cloud.addr;
         config.profile = cloud.profile.clone();
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
         let handshake = Handshake::new(
             config,
             local[0].port(),
             local[1].port(),
             now,
             unix_now(),
-            self.seed,
+            self.rng.gen(),
         );
         let spawn_recv = |sock: Sock, s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Msg>| {
             tokio::spawn(async move {
@@ -868,9 +865,8 @@ impl Driver {
         }
         self.ever_ready = true;
         self.backoff = Duration::from_secs(1);
-        s.lease = e.lease.map(|l| (l.relay, l.token));
-        self.seed = self.seed.wrapping_add(1);
-        let tunnel = TunnelSession::new(self.opts.tunnel.clone(), e.session, self.seed);
+        s.lease = e.lease;
+        let tunnel = TunnelSession::new(self.opts.tunnel.clone(), e.session, self.rng.gen());
         s.state = SessionState::Ready {
             tunnel: Box::new(tunnel),
             sock: e.sock,
@@ -889,9 +885,8 @@ impl Driver {
         cloud: usize,
         err: HandshakeError,
     ) {
-        let not_found = matches!(err, HandshakeError::NotFound { .. });
-        if not_found && !self.ever_ready && cloud + 1 < self.opts.clouds.len() {
-            self.cloud = cloud + 1;
+        if let Some(next) = next_cloud(&err, cloud, self.opts.clouds.len(), self.ever_ready) {
+            self.cloud = next;
             tracing::warn!(
                 "session {sid}: {err}; trying the {} cloud",
                 self.opts.clouds[self.cloud].profile.name
@@ -948,35 +943,16 @@ impl Driver {
         self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
     }
 
-    /// `/relay/unbind/{token}` to the relay, from the leasing socket (FIELD-NOTES C12).
-    async fn unbind(&self, s: &Session) {
-        let Some((relay, token)) = &s.lease else {
+    /// Releases the session's relay lease, if any (FIELD-NOTES C12); the
+    /// request is built by the session layer.
+    async fn unbind(&mut self, s: &Session) {
+        let (Some(lease), Some(cloud)) = (&s.lease, self.opts.clouds.get(s.cloud)) else {
             return;
         };
-        let Some(cloud) = self.opts.clouds.get(s.cloud) else {
-            return;
-        };
-        let created = format_created_utc(unix_now()).unwrap_or_default();
-        let nonce = (self.seed % 2_000_000_000).to_string();
-        let request = build_request(
-            &cloud.profile.request_style(),
-            &RequestParams {
-                path: &format!("/relay/unbind/{token}"),
-                body: "",
-                cseq: Some(i64::from(u16::MAX)),
-                auth: Some(WsseAuth {
-                    username: &cloud.profile.username,
-                    key: &cloud.profile.key,
-                    nonce: &nonce,
-                    created: &created,
-                }),
-                request_id: None,
-            },
-        )
-        .encode();
-        let i = sock_index(Sock::Relay);
-        if s.socks[i].send_to(&request, *relay).await.is_ok() {
-            self.opts.recorder.record_any(s.local[i], *relay, &request);
+        let t = unbind_request(&cloud.profile, lease, unix_now(), self.rng.gen());
+        let i = sock_index(t.sock);
+        if s.socks[i].send_to(&t.payload, t.to).await.is_ok() {
+            self.opts.recorder.record_any(s.local[i], t.to, &t.payload);
         }
     }
 

@@ -350,6 +350,31 @@ pub enum HandshakeError {
     Timeout { stage: Stage, after: Duration },
 
     #[error(
+        "no valid answer at stage {stage} within {after:?}: {answers} answers came back from \
+         {peer}, none valid (first: {first}); {peer} is not behaving as a Dahua P2P server: \
+         check the cloud address and profile"
+    )]
+    NoValidAnswer {
+        stage: Stage,
+        after: Duration,
+        peer: std::net::SocketAddr,
+        answers: u32,
+        /// Why the first answer was not valid (peer text truncated).
+        first: String,
+    },
+
+    #[error(
+        "the cloud answered {stage} with `100 Trying` {answers} times but gave no result within \
+         {after:?}: the device does not answer the cloud; check that it is online, or try \
+         --mode relay"
+    )]
+    StillTrying {
+        stage: Stage,
+        after: Duration,
+        answers: u32,
+    },
+
+    #[error(
         "hole punching failed: none of {candidates} answered within {after:?} (NAT on either \
          side); try --mode relay or --mode auto"
     )]
@@ -380,5 +405,21 @@ fn bad_credentials_hint(credentials_given: bool, dialect: Dialect) -> String {
              dialect than `{dialect}` (DMSS/Dolynk devices need the dmss profile), or the \
              device needs --username and --password"
         )
+    }
+}
+
+impl HandshakeError {
+    /// A few words for a status line (the full text is the `Display`).
+    pub fn short_reason(&self) -> String {
+        match self {
+            HandshakeError::Timeout { .. } => "no answer".to_owned(),
+            HandshakeError::NoValidAnswer { answers, .. } => {
+                format!("{answers} answers, none valid")
+            }
+            HandshakeError::StillTrying { answers, .. } => {
+                format!("`100 Trying` {answers} times, no result")
+            }
+            other => other.to_string(),
+        }
     }
 }
