@@ -21,8 +21,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::describe::redact_auth_text;
+use super::model::{SentTracker, Way};
 use super::record::{Record, SessionKey};
-use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
 use crate::codec::ptcp::{self, Body, Status};
 

@@ -5,10 +5,7 @@
 //! tests drive the whole inspector against a `TestBackend`.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::net::SocketAddr;
-use std::path::Path;
+use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossterm::event::{
@@ -16,14 +13,14 @@ use crossterm::event::{
 };
 use ratatui::layout::{Position, Rect};
 
-use crate::capture::UdpPcapWriter;
 use crate::codec::classify::{classify, Datagram, Kind};
 use crate::decode::describe::{describe_with, Description, Options};
 use crate::decode::follow::Follower;
+use crate::decode::model::Conversation;
+use crate::decode::pcap::{udp_pcap_bytes, PcapBytes};
 use crate::decode::record::{Record, SessionKey};
 
 use super::filter::{Filter, Subject};
-use super::realms::Tracker;
 use super::tree::{flatten, path_at, FieldPath, TreeRow};
 
 /// Packets kept when `--max-packets` is not given.
@@ -205,7 +202,10 @@ pub struct App {
     pub(crate) hex_offset: usize,
     detail: Option<Detail>,
 
-    tracker: Tracker,
+    /// What the stream means (realms, timeline): the decode layer's model.
+    model: Conversation,
+    /// Saves asked for and not yet written (the driver writes them).
+    outputs: Vec<Output>,
     realm_cursor: usize,
     pub(crate) realm_offset: usize,
 
@@ -254,7 +254,8 @@ impl App {
             hex_cursor: None,
             hex_offset: 0,
             detail: None,
-            tracker: Tracker::new(),
+            model: Conversation::new(),
+            outputs: Vec::new(),
             realm_cursor: 0,
             realm_offset: 0,
             prompt: None,
@@ -281,7 +282,7 @@ impl App {
             Datagram::Ptcp(Ok(packet)) => packet.body.realm(),
             _ => None,
         };
-        self.tracker.observe(&record, &datagram);
+        self.model.observe_classified(&record, &datagram);
         drop(datagram);
 
         self.counts[kind_index(description.kind)] += 1;
@@ -412,8 +413,9 @@ impl App {
     pub fn areas(&self) -> Areas {
         self.areas
     }
-    pub fn tracker(&self) -> &Tracker {
-        &self.tracker
+    /// The conversation model the realms view and timeline read.
+    pub fn model(&self) -> &Conversation {
+        &self.model
     }
     pub fn realm_cursor(&self) -> usize {
         self.realm_cursor
@@ -620,14 +622,21 @@ impl App {
             },
             PromptKind::WritePcap => {
                 self.prompt = None;
-                let path = prompt.text.trim();
-                match self.write_shown(Path::new(path)) {
-                    Ok((written, skipped)) => {
-                        let mut text = format!("wrote {written} packets to {path}");
-                        if skipped > 0 {
-                            text.push_str(&format!(" ({skipped} IPv6 skipped)"));
+                let path = prompt.text.trim().to_owned();
+                match self.shown_pcap() {
+                    Ok(pcap) => {
+                        let mut done = format!("wrote {} packets to {path}", pcap.written);
+                        if pcap.skipped > 0 {
+                            done.push_str(&format!(" ({} IPv6 skipped)", pcap.skipped));
                         }
-                        self.say(&text);
+                        self.outputs.push(Output {
+                            failed: format!("cannot write {path}"),
+                            files: vec![OutputFile {
+                                path,
+                                bytes: pcap.bytes,
+                            }],
+                            done,
+                        });
                     }
                     Err(e) => self.say_error(&format!("cannot write {path}: {e}")),
                 }
@@ -636,21 +645,25 @@ impl App {
                 self.prompt = None;
                 let base = prompt.text.trim().to_owned();
                 match self.export_realm(&base) {
-                    Ok(export) => {
-                        let mut text = format!(
+                    Some(export) => {
+                        let mut done = format!(
                             "realm 0x{:08x}: {} bytes to device in {}, {} bytes from device in {}",
                             export.realm,
-                            export.to_device,
-                            export.to_device_path,
-                            export.from_device,
-                            export.from_device_path
+                            export.to_device.bytes.len(),
+                            export.to_device.path,
+                            export.from_device.bytes.len(),
+                            export.from_device.path
                         );
                         if export.gaps > 0 {
-                            text.push_str(&format!(" ({} gaps)", export.gaps));
+                            done.push_str(&format!(" ({} gaps)", export.gaps));
                         }
-                        self.say(&text);
+                        self.outputs.push(Output {
+                            files: vec![export.to_device, export.from_device],
+                            done,
+                            failed: "cannot export".to_owned(),
+                        });
                     }
-                    Err(e) => self.say_error(&format!("cannot export: {e}")),
+                    None => self.say_error("cannot export: no realm selected"),
                 }
             }
         }
@@ -737,7 +750,7 @@ impl App {
     fn move_by(&mut self, delta: isize) {
         match self.view {
             View::Realms => {
-                let last = self.tracker.realms().len().saturating_sub(1);
+                let last = self.model.realm_count().saturating_sub(1);
                 self.realm_cursor = self.realm_cursor.saturating_add_signed(delta).min(last);
             }
             _ => match self.focus {
@@ -912,7 +925,7 @@ impl App {
                     }
                 } else if let Some(row) = inner_row(areas.realms, 2) {
                     let row = row + self.realm_offset;
-                    if row < self.tracker.realms().len() {
+                    if row < self.model.realm_count() {
                         self.realm_cursor = row;
                     }
                 }
@@ -959,25 +972,17 @@ impl App {
     }
 
     // ------------------------------------------------------------------
-    // Writing files
+    // Saving: the bytes are built here, the files written by the driver
 
-    /// Writes the packets currently shown (after the filter) to a pcap file.
-    /// Returns (written, skipped): IPv6 datagrams cannot go in the writer's
-    /// IPv4 frames and are skipped.
-    pub fn write_shown(&self, path: &Path) -> io::Result<(u64, u64)> {
-        let file = BufWriter::new(File::create(path)?);
-        let mut writer = UdpPcapWriter::new(file)?;
-        let mut skipped = 0;
-        for packet in self.shown.iter().filter_map(|&seq| self.packet(seq)) {
-            let r = &packet.record;
-            match (as_v4(r.src), as_v4(r.dst)) {
-                (Some(src), Some(dst)) => writer.write_udp(r.time, src, dst, &r.payload)?,
-                _ => skipped += 1,
-            }
-        }
-        let written = writer.frames();
-        writer.into_inner().flush()?;
-        Ok((written, skipped))
+    /// The packets currently shown (after the filter) as a pcap file.
+    /// IPv6 datagrams cannot go in the writer's IPv4 frames and are skipped.
+    pub fn shown_pcap(&self) -> io::Result<PcapBytes> {
+        udp_pcap_bytes(
+            self.shown
+                .iter()
+                .filter_map(|&seq| self.packet(seq))
+                .map(|p| &p.record),
+        )
     }
 
     /// The realm `e` exports: the selected one in the realms view, else the
@@ -985,7 +990,7 @@ impl App {
     pub fn export_target(&self) -> Option<(SessionKey, u32)> {
         match self.view {
             View::Realms => self
-                .tracker
+                .model
                 .realms()
                 .get(self.realm_cursor)
                 .map(|r| (r.session, r.realm)),
@@ -996,14 +1001,12 @@ impl App {
         }
     }
 
-    /// Writes the export target's stream like `decode --follow` (the decode
-    /// layer's [`Follower`], fed with the retained packets of the realm's
-    /// session), each direction to its own file: `BASE-to-device.bin`,
+    /// The export target's stream like `decode --follow` (the decode layer's
+    /// [`Follower`], fed with the retained packets of the realm's session),
+    /// each direction for its own file: `BASE-to-device.bin`,
     /// `BASE-from-device.bin`.
-    pub fn export_realm(&self, base: &str) -> io::Result<RealmExport> {
-        let (session, realm) = self
-            .export_target()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no realm selected"))?;
+    pub fn export_realm(&self, base: &str) -> Option<RealmExport> {
+        let (session, realm) = self.export_target()?;
         let mut follower = Follower::new(realm);
         for packet in self
             .packets
@@ -1013,36 +1016,56 @@ impl App {
             follower.add(&packet.record);
         }
         let followed = follower.finish();
-        let to_device_path = format!("{base}-to-device.bin");
-        let from_device_path = format!("{base}-from-device.bin");
-        std::fs::write(&to_device_path, followed.to_device())?;
-        std::fs::write(&from_device_path, followed.from_device())?;
-        Ok(RealmExport {
+        Some(RealmExport {
             realm,
-            to_device: followed.to_device().len() as u64,
-            from_device: followed.from_device().len() as u64,
             gaps: followed.gaps().len(),
-            to_device_path,
-            from_device_path,
+            to_device: OutputFile {
+                path: format!("{base}-to-device.bin"),
+                bytes: followed.to_device().to_vec(),
+            },
+            from_device: OutputFile {
+                path: format!("{base}-from-device.bin"),
+                bytes: followed.from_device().to_vec(),
+            },
         })
+    }
+
+    /// Saves the app asked for since the last call, for the driver to write.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// Tells the user how writing `output` went.
+    pub fn output_written(&mut self, output: &Output, result: io::Result<()>) {
+        match result {
+            Ok(()) => self.say(&output.done),
+            Err(e) => self.say_error(&format!("{}: {e}", output.failed)),
+        }
     }
 }
 
-/// What `e` wrote.
+/// What `e` saves: the realm's two streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealmExport {
     pub realm: u32,
-    pub to_device: u64,
-    pub from_device: u64,
     /// Holes in either direction (bytes the capture or the ring lacks).
     pub gaps: usize,
-    pub to_device_path: String,
-    pub from_device_path: String,
+    pub to_device: OutputFile,
+    pub from_device: OutputFile,
 }
 
-fn as_v4(addr: SocketAddr) -> Option<std::net::SocketAddrV4> {
-    match addr.ip().to_canonical() {
-        std::net::IpAddr::V4(ip) => Some(std::net::SocketAddrV4::new(ip, addr.port())),
-        std::net::IpAddr::V6(_) => None,
-    }
+/// One file to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A save the user asked for: the files, what to say once they are written,
+/// and what a failure is prefixed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub files: Vec<OutputFile>,
+    pub done: String,
+    pub failed: String,
 }
