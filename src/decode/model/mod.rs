@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use self::cloud::{on_cloud, on_punch, touch};
 use self::ptcp::on_ptcp;
-pub use self::ptcp::OUTBOUND_STALL;
+pub use self::ptcp::{opens_new_session, OUTBOUND_STALL};
 pub use self::realms::Realm;
 pub use self::sent::{Arrival, SentTracker, Way};
 pub use self::session::RealmState;
@@ -142,7 +142,7 @@ impl Conversation {
         match (a_client, b_client) {
             (true, false) => return Some(Way::AtoB),
             (false, true) => return Some(Way::BtoA),
-            _ => {}
+            (true, true) | (false, false) => {}
         }
         s.bind_way
             .or(s.first_request_way)

@@ -40,12 +40,25 @@ pub(crate) fn on_ptcp(
     on_body(session, timeline, way, at, &body, new);
 }
 
+/// Whether `body`, sent `way`, opens a new PTCP session on the same sockets:
+/// a SYN from the side that opened PTCP there (`initiator`, or anyone while
+/// none is known) after it sent `sent_before` other bodies. A late SYN reply
+/// from the other side is a repeat, not a restart.
+pub fn opens_new_session(
+    body: &Body<'_>,
+    way: Way,
+    initiator: Option<Way>,
+    sent_before: u64,
+) -> bool {
+    *body == Body::Syn && initiator.unwrap_or(way) == way && sent_before > 0
+}
+
 /// A SYN from the initiator after it sent other bodies: a new PTCP session
 /// on the same sockets. (The peer's SYN reply resent late is not: only the
 /// initiator opens sessions.)
 fn detect_restart(session: &mut SessionStats, way: Way, at: At, body: &Body<'_>) {
-    let initiator = session.syn_initiator.unwrap_or(way);
-    if *body == Body::Syn && way == initiator && session.dirs[way.index()].non_syn_bodies > 0 {
+    let sent_before = session.dirs[way.index()].non_syn_bodies;
+    if opens_new_session(body, way, session.syn_initiator, sent_before) {
         session.ptcp_restarts.push(at);
         for dir in &mut session.dirs {
             dir.tracker = SentTracker::new();

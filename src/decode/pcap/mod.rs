@@ -821,16 +821,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_merge_when_they_touch() {
-        let mut ranges = Vec::new();
-        insert_range(&mut ranges, (16, 24));
-        insert_range(&mut ranges, (0, 8));
-        assert_eq!(ranges, [(0, 8), (16, 24)]);
-        insert_range(&mut ranges, (8, 16));
-        assert_eq!(ranges, [(0, 24)]);
-    }
-
-    #[test]
     fn ng_time_applies_resolution_and_offset() {
         let micro = Interface {
             linktype: 1,

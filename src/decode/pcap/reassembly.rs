@@ -207,3 +207,18 @@ pub(super) fn insert_range(ranges: &mut Vec<(u32, u32)>, range: (u32, u32)) {
     }
     *ranges = merged;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_when_they_touch() {
+        let mut ranges = Vec::new();
+        insert_range(&mut ranges, (16, 24));
+        insert_range(&mut ranges, (0, 8));
+        assert_eq!(ranges, [(0, 8), (16, 24)]);
+        insert_range(&mut ranges, (8, 16));
+        assert_eq!(ranges, [(0, 24)]);
+    }
+}

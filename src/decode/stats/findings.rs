@@ -57,12 +57,20 @@ impl Conversation {
     pub(crate) fn findings(&self, s: &SessionStats) -> Vec<Finding> {
         let mut out = Vec::new();
         let client = self.client_way(s);
-        let c = client.unwrap_or(Way::AtoB);
-        let p = c.reverse();
-        let cd = &s.dirs[c.index()];
-        let pd = &s.dirs[p.index()];
+        self.cloud_findings(s, &mut out);
+        self.punch_findings(s, client, &mut out);
+        if !s.has_ptcp() {
+            return out;
+        }
+        let sign_refused = self.handshake_findings(s, client, &mut out);
+        self.realm_findings(s, client, sign_refused, &mut out);
+        self.stall_findings(s, client, &mut out);
+        self.loss_findings(s, client, &mut out);
+        out
+    }
 
-        // Cloud answers.
+    /// Cloud answers: auth, policy and other errors.
+    fn cloud_findings(&self, s: &SessionStats, out: &mut Vec<Finding>) {
         for (at, code, error, policy) in &s.errors {
             let frames = vec![at.frame];
             let policy = policy
@@ -133,7 +141,12 @@ impl Conversation {
                 ));
             }
         }
+    }
 
+    /// Hole punching that got no answer.
+    fn punch_findings(&self, s: &SessionStats, client: Option<Way>, out: &mut Vec<Finding>) {
+        let c = client.unwrap_or(Way::AtoB);
+        let p = c.reverse();
         // Hole punching.
         let punches_sent = s.punch_requests[c.index()];
         let punches_got = s.punch_requests[p.index()].saturating_add(s.punch_successes[p.index()]);
@@ -154,11 +167,21 @@ impl Conversation {
                 ));
             }
         }
+    }
 
-        if !s.has_ptcp() {
-            return out;
-        }
-
+    /// The PTCP handshake: SYN, SIGN, AUTH.
+    /// Returns whether the device refused the sign (no 0x1A), which explains
+    /// unanswered BINDs.
+    fn handshake_findings(
+        &self,
+        s: &SessionStats,
+        client: Option<Way>,
+        out: &mut Vec<Finding>,
+    ) -> bool {
+        let c = client.unwrap_or(Way::AtoB);
+        let p = c.reverse();
+        let cd = &s.dirs[c.index()];
+        let pd = &s.dirs[p.index()];
         // PTCP handshake.
         if let Some(syn) = cd.syn {
             if pd.syn.is_none() && pd.ptcp_packets == 0 {
@@ -198,7 +221,20 @@ impl Conversation {
                 ));
             }
         }
+        sign_refused
+    }
 
+    /// Realms: unanswered BINDs, DISCs, silence.
+    fn realm_findings(
+        &self,
+        s: &SessionStats,
+        client: Option<Way>,
+        sign_refused: bool,
+        out: &mut Vec<Finding>,
+    ) {
+        let c = client.unwrap_or(Way::AtoB);
+        let p = c.reverse();
+        let pd = &s.dirs[p.index()];
         // Realms.
         let end = s.last.time;
         let unanswered: Vec<&RealmStats> = s
@@ -261,7 +297,14 @@ impl Conversation {
                 orphans.into_iter().take(16).collect(),
             ));
         }
+    }
 
+    /// Outbound stalls.
+    fn stall_findings(&self, s: &SessionStats, client: Option<Way>, out: &mut Vec<Finding>) {
+        let c = client.unwrap_or(Way::AtoB);
+        let p = c.reverse();
+        let cd = &s.dirs[c.index()];
+        let pd = &s.dirs[p.index()];
         // Stalls.
         for way in [c, p] {
             if let Some((since, seen, unacked)) = s.dirs[way.index()].stall {
@@ -333,7 +376,12 @@ impl Conversation {
                 }
             }
         }
+    }
 
+    /// Losses seen in the counters (notes: the capture point matters).
+    fn loss_findings(&self, s: &SessionStats, client: Option<Way>, out: &mut Vec<Finding>) {
+        let c = client.unwrap_or(Way::AtoB);
+        let p = c.reverse();
         // Losses seen in the counters (notes: the capture point matters).
         for way in [c, p] {
             let d = &s.dirs[way.index()];
@@ -368,6 +416,5 @@ impl Conversation {
                 vec![at.frame],
             ));
         }
-        out
     }
 }
