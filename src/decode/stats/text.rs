@@ -143,53 +143,7 @@ impl Conversation {
             }
         }
         if s.has_ptcp() {
-            let rows: [DirectionRow; 16] = [
-                ("PTCP datagrams", |d| d.ptcp_packets),
-                ("bodies", |d| d.bodies),
-                ("body bytes", |d| d.body_bytes),
-                ("new body bytes", |d| d.new_body_bytes),
-                ("DATA bodies (new)", |d| d.data_bodies),
-                ("DATA payload bytes (new)", |d| d.data_bytes),
-                ("ACKs (empty)", |d| d.acks),
-                ("heartbeats", |d| d.heartbeats),
-                ("retransmissions", |d| d.retransmissions),
-                ("duplicates", |d| d.duplicates),
-                ("late (reordered/resent)", |d| d.late),
-                ("gaps seen (jumps)", |d| d.gap_events),
-                ("gaps still open (bytes)", |d| {
-                    d.tracker
-                        .holes()
-                        .iter()
-                        .map(|(a, b)| u64::try_from(b.saturating_sub(*a)).unwrap_or(0))
-                        .sum()
-                }),
-                ("overlaps/conflicts", |d| {
-                    d.overlaps.saturating_add(d.conflicts)
-                }),
-                ("lmid zero/backwards", |d| {
-                    d.lmid_zero.saturating_add(d.lmid_backwards)
-                }),
-                ("rmid not echoing", |d| d.rmid_unechoed),
-            ];
-            let _ = writeln!(
-                out,
-                "  {:<26} {:>16} {:>16}",
-                "PTCP",
-                format!("{cname}->{pname}"),
-                format!("{pname}->{cname}")
-            );
-            for (label, get) in rows {
-                let _ = writeln!(out, "    {:<24} {:>16} {:>16}", label, get(cd), get(pd));
-            }
-            let ou_c = cd.out_unacked(pd).map_or("-".into(), |v| v.to_string());
-            let ou_p = pd.out_unacked(cd).map_or("-".into(), |v| v.to_string());
-            let _ = writeln!(
-                out,
-                "  loss accounting at the end: out_unacked {cname}={ou_c} {pname}={ou_p} (in_skew {cname}={})",
-                cd.last_recv
-                    .zip(pd.tracker.high())
-                    .map_or("-".into(), |(recv, high)| high.saturating_sub(pd.tracker.position(recv)).to_string())
-            );
+            ptcp_table(out, s, (cname, pname), c);
         }
         if !s.realm_order.is_empty() {
             let _ = writeln!(out, "  realms:");
@@ -298,4 +252,57 @@ impl Conversation {
         all.sort_by_key(|(_, _, st)| st.at.frame);
         all
     }
+}
+
+/// The per-direction PTCP counters of a session, client side first.
+fn ptcp_table(out: &mut String, s: &SessionStats, (cname, pname): (&str, &str), c: Way) {
+    let cd = &s.dirs[c.index()];
+    let pd = &s.dirs[c.reverse().index()];
+    let rows: [DirectionRow; 16] = [
+        ("PTCP datagrams", |d| d.ptcp_packets),
+        ("bodies", |d| d.bodies),
+        ("body bytes", |d| d.body_bytes),
+        ("new body bytes", |d| d.new_body_bytes),
+        ("DATA bodies (new)", |d| d.data_bodies),
+        ("DATA payload bytes (new)", |d| d.data_bytes),
+        ("ACKs (empty)", |d| d.acks),
+        ("heartbeats", |d| d.heartbeats),
+        ("retransmissions", |d| d.retransmissions),
+        ("duplicates", |d| d.duplicates),
+        ("late (reordered/resent)", |d| d.late),
+        ("gaps seen (jumps)", |d| d.gap_events),
+        ("gaps still open (bytes)", |d| {
+            d.tracker
+                .holes()
+                .iter()
+                .map(|(a, b)| u64::try_from(b.saturating_sub(*a)).unwrap_or(0))
+                .sum()
+        }),
+        ("overlaps/conflicts", |d| {
+            d.overlaps.saturating_add(d.conflicts)
+        }),
+        ("lmid zero/backwards", |d| {
+            d.lmid_zero.saturating_add(d.lmid_backwards)
+        }),
+        ("rmid not echoing", |d| d.rmid_unechoed),
+    ];
+    let _ = writeln!(
+        out,
+        "  {:<26} {:>16} {:>16}",
+        "PTCP",
+        format!("{cname}->{pname}"),
+        format!("{pname}->{cname}")
+    );
+    for (label, get) in rows {
+        let _ = writeln!(out, "    {:<24} {:>16} {:>16}", label, get(cd), get(pd));
+    }
+    let ou_c = cd.out_unacked(pd).map_or("-".into(), |v| v.to_string());
+    let ou_p = pd.out_unacked(cd).map_or("-".into(), |v| v.to_string());
+    let _ = writeln!(
+            out,
+            "  loss accounting at the end: out_unacked {cname}={ou_c} {pname}={ou_p} (in_skew {cname}={})",
+            cd.last_recv
+                .zip(pd.tracker.high())
+                .map_or("-".into(), |(recv, high)| high.saturating_sub(pd.tracker.position(recv)).to_string())
+        );
 }
