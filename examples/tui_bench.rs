@@ -206,8 +206,8 @@ fn main() {
         "realms view p50 {:.2} ms, p99 {:.2} ms ({} realms, {} timeline stages)",
         percentile(&realm_frames, 0.5).as_secs_f64() * 1e3,
         percentile(&realm_frames, 0.99).as_secs_f64() * 1e3,
-        app.tracker().realms().len(),
-        app.tracker().stages().len()
+        app.model().realm_count(),
+        app.model().timeline_len()
     );
     println!(
         "memory      peak RSS (VmHWM) {:.1} MiB ({:.1} MiB before feeding); {} packets retained",

@@ -852,3 +852,113 @@ fn other_udp_traffic_makes_no_session_but_is_counted() {
         .report_text()
         .starts_with("== dhp2p decode --stats: 3 datagrams (1 other UDP), 1 sessions"));
 }
+
+/// The inspector's realms view and timeline read the same model as
+/// `--stats`: the realm's bytes each way, its state and its repeats agree
+/// with the JSON report, and cloud answers are paired with their request.
+#[test]
+fn realms_view_and_stats_report_read_one_model() {
+    let mut cap = Capture::new();
+    cloud_handshake(&mut cap);
+    let mut link = device_handshake(&mut cap, [7, 9]);
+    let media = media(&mut cap, &mut link, 12);
+    let d = media.rtp_datagrams.clone();
+    for datagram in &d {
+        link.deliver(1, datagram);
+        link.push(&mut cap, 1, datagram.clone());
+    }
+    let resend = link.resend(1, &d[2]);
+    link.push(&mut cap, 1, resend);
+    link.push(&mut cap, 1, d[3].clone()); // duplicate
+    link.ack(&mut cap, 0);
+    close(&mut cap, &mut link);
+
+    let model = collect(&cap.records);
+    let json = model.report_json();
+    let realms = model.realms();
+    assert_eq!(realms.len(), 1);
+    let view = &realms[0];
+    let reported = &json["realms"][0];
+    assert_eq!(view.realm, REALM);
+    assert_eq!(view.client, addr(CLIENT_D));
+    assert_eq!(view.target, Some(v4("127.0.0.1:554")));
+    assert_eq!(view.state.as_str(), "DISC");
+    assert_eq!(view.to_device, media.to_device.len() as u64);
+    assert_eq!(view.from_device, media.from_device.len() as u64);
+    assert_eq!(reported["to_peer"]["bytes"], view.to_device);
+    assert_eq!(reported["from_peer"]["bytes"], view.from_device);
+    assert_eq!(view.retransmissions, 2);
+    let down = ptcp(session(&json, CLIENT_D, DEVICE), 1);
+    assert_eq!(
+        down["retransmissions"].as_u64().unwrap() + down["duplicates"].as_u64().unwrap(),
+        view.retransmissions
+    );
+
+    let stages: Vec<_> = model.timeline_stages().collect();
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    for expected in ["PTCP SYN", "AUTH", &format!("BIND 0x{REALM:08x}")] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
+    // Cloud answers are paired with their request by CSeq; the first
+    // answer counts (a 100 Trying before the 200, as the inspector showed).
+    let channel = stages
+        .iter()
+        .find(|s| s.name.ends_with("/p2p-channel"))
+        .unwrap_or_else(|| panic!("no p2p-channel stage: {names:?}"));
+    assert_eq!(channel.result, "100 Trying", "{channel:?}");
+    assert!(channel.took().is_some());
+    for stage in stages.iter().filter(|s| s.name.starts_with("DH")) {
+        assert!(
+            stage.answered.is_none() || stage.result.starts_with(['1', '2']),
+            "{stage:?}"
+        );
+    }
+    let bind = stages.iter().find(|s| s.name.starts_with("BIND")).unwrap();
+    assert_eq!(bind.result, "CONN");
+}
+
+/// `--follow` splits a socket pair's PTCP sessions at the same SYN as
+/// `--stats` (one restart rule): realm 2 is only in the second session.
+#[test]
+fn follow_and_stats_restart_at_the_same_syn() {
+    let mut cap = Capture::new();
+    let mut first = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    first.send(&mut cap, 0, Body::Syn);
+    first.send(&mut cap, 1, Body::Syn);
+    first.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 2,
+            payload: b"old",
+        },
+    );
+    let mut second = Link::new(CLIENT_D, DEVICE, [0, 0]);
+    let restart = second.send(&mut cap, 0, Body::Syn);
+    second.send(&mut cap, 1, Body::Syn);
+    // Same `sent` position as the first session's body: new bytes, not a resend.
+    second.send(
+        &mut cap,
+        0,
+        Body::Data {
+            realm: 2,
+            payload: b"new",
+        },
+    );
+    let json = collect(&cap.records).report_json();
+    let s = session(&json, CLIENT_D, DEVICE);
+    assert_eq!(
+        finding(s, "ptcp-restart")["frames"],
+        serde_json::json!([restart])
+    );
+    assert_eq!(ptcp(s, 0)["retransmissions"], 0);
+    let mut follower = Follower::new(2);
+    for record in &cap.records {
+        follower.add(record);
+    }
+    let followed = follower.finish();
+    // Without the split the second body would be a conflicting copy in one
+    // stream; with it, the second session is listed apart.
+    assert_eq!(followed.to_device(), b"old");
+    assert_eq!(followed.other_sessions.len(), 1);
+}

@@ -526,7 +526,8 @@ fn a_retransmitted_data_counts_once_and_as_a_retransmission() {
         time: d12.time + Duration::from_secs(1),
         ..d12
     });
-    let realm = &app.tracker().realms()[0];
+    let realms = app.model().realms();
+    let realm = &realms[0];
     assert_eq!(realm.retransmissions, 1);
     assert_eq!(realm.to_device, 51);
     assert_eq!(realm.from_device, 28);
@@ -669,6 +670,9 @@ fn w_writes_the_filtered_packets_to_a_pcap() {
     app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     keys(&mut app, path.to_str().unwrap());
     key(&mut app, KeyCode::Enter);
+    // The app only builds the bytes; the driver's writer saves them.
+    assert!(!path.exists());
+    dhp2p::tui::driver::write_outputs(&mut app);
     let note = app.note().expect("a note").clone();
     assert!(!note.error, "{}", note.text);
     assert_eq!(note.text, format!("wrote 6 packets to {}", path.display()));
@@ -707,6 +711,7 @@ fn e_exports_the_realm_stream_each_direction() {
     app.handle_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     keys(&mut app, base.to_str().unwrap());
     key(&mut app, KeyCode::Enter);
+    dhp2p::tui::driver::write_outputs(&mut app);
     assert!(!app.note().unwrap().error, "{}", app.note().unwrap().text);
     let sent = std::fs::read(dir.join("realm-to-device.bin")).unwrap();
     let received = std::fs::read(dir.join("realm-from-device.bin")).unwrap();

@@ -21,8 +21,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::describe::redact_auth_text;
+use super::model::{opens_new_session, SentTracker, Way};
 use super::record::{Record, SessionKey};
-use super::stats::{SentTracker, Way};
 use crate::codec::classify::{classify, Datagram};
 use crate::codec::ptcp::{self, Body, Status};
 use crate::codec::rtsp::{self, StreamItem};
@@ -194,16 +194,20 @@ impl Follower {
         }
         let key = record.session();
         let way = Way::of(&key, record.src);
-        let restart = packet.body == Body::Syn
-            && self
-                .current
-                .get(&key)
-                .and_then(|&i| self.sessions.get(i))
-                .is_some_and(|s| {
-                    // Only the side that opened the session opens a new one;
-                    // a late SYN reply from the other side is a repeat.
-                    s.first_syn.unwrap_or(way) == way && s.non_syn_bodies[way.index()] > 0
-                });
+        // The model's restart rule, so --follow and --stats split a socket
+        // pair's PTCP sessions at the same SYN.
+        let restart = self
+            .current
+            .get(&key)
+            .and_then(|&i| self.sessions.get(i))
+            .is_some_and(|s| {
+                opens_new_session(
+                    &packet.body,
+                    way,
+                    s.first_syn,
+                    s.non_syn_bodies[way.index()],
+                )
+            });
         let slot = match self.current.get(&key) {
             Some(&slot) if !restart => slot,
             _ => {
@@ -284,7 +288,19 @@ impl Follower {
                     }
                 }
             }
-            _ => {}
+            // Other realms' bodies and the bodies of no realm carry nothing
+            // of the followed stream (their bytes were placed above).
+            Body::Data { .. }
+            | Body::Bind { .. }
+            | Body::Status { .. }
+            | Body::Empty
+            | Body::Heartbeat
+            | Body::SignRequest
+            | Body::Sign { .. }
+            | Body::Auth { .. }
+            | Body::AuthReply { .. }
+            | Body::AuthConfirm
+            | Body::Unknown { .. } => {}
         }
     }
 

@@ -12,6 +12,7 @@ pub mod command;
 pub mod describe;
 pub mod dissect;
 pub mod follow;
+pub mod model;
 pub mod pcap;
 pub mod record;
 pub mod stats;

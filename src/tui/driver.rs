@@ -84,7 +84,10 @@ fn event_loop(
             // Take every pending event before drawing again.
             loop {
                 match event::read()? {
-                    Event::Key(key) => app.handle_key(key),
+                    Event::Key(key) => {
+                        app.handle_key(key);
+                        write_outputs(app);
+                    }
                     Event::Mouse(mouse) => app.handle_mouse(mouse),
                     Event::Resize(..) => terminal.autoresize()?,
                     _ => {}
@@ -118,5 +121,17 @@ fn event_loop(
                 dirty = true;
             }
         }
+    }
+}
+
+/// Writes the files the app asked for (`w`, `e`) and tells it how that
+/// went: the only file I/O of the inspector, kept out of the app state.
+pub fn write_outputs(app: &mut App) {
+    for output in app.take_outputs() {
+        let result = output
+            .files
+            .iter()
+            .try_for_each(|file| std::fs::write(&file.path, &file.bytes));
+        app.output_written(&output, result);
     }
 }

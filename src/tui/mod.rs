@@ -11,7 +11,6 @@ pub mod app;
 pub mod command;
 pub mod driver;
 pub mod filter;
-pub mod realms;
 pub mod source;
 pub mod tree;
 pub mod ui;

@@ -378,7 +378,7 @@ fn render_realms(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
     let wide = area.width >= WIDE_ADDRESSES;
     let now = app.last_time();
 
-    let realms = app.tracker().realms();
+    let realms = app.model().realms();
     let block = pane_block(format!(" Realms {} ", realms.len()), true);
     let height = usize::from(block.inner(realms_area).height.saturating_sub(1));
     let cursor = app.realm_cursor().min(realms.len().saturating_sub(1));
@@ -450,7 +450,7 @@ fn render_realms(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         realms_area,
     );
 
-    let stages = app.tracker().stages();
+    let stages: Vec<_> = app.model().timeline_stages().collect();
     let block = pane_block(format!(" Handshake timeline {} ", stages.len()), false);
     let height = usize::from(block.inner(timeline_area).height.saturating_sub(1));
     let first = app.first_time();

@@ -13,16 +13,22 @@
 //! byte offset and frame where it stopped, and ends. Every length read from
 //! the file is checked against a bound before it sizes a buffer.
 
-use std::collections::HashMap;
 use std::io::{self, Chain, Cursor, Read};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use etherparse::{Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice, UdpSlice};
+use etherparse::{Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 
-use super::record::Record;
+use self::link::{be16, network_layer, udp_datagram, Datagram, Skip};
+use self::reassembly::{FragmentKey, Reassembler};
+pub use self::writer::{udp_pcap_bytes, PcapBytes};
+use crate::decode::record::Record;
+
+mod link;
+mod reassembly;
+mod writer;
 
 /// Initial size of the read buffer; holds dozens of ordinary frames.
 pub const INITIAL_BUFFER: usize = 64 * 1024;
@@ -32,8 +38,6 @@ pub const MAX_BLOCK: usize = 16 * 1024 * 1024;
 /// Largest captured length of a pcap record that is believed: libpcap's and
 /// Wireshark's limit for ordinary link types, or the file's snaplen if larger.
 const MAX_LEGACY_CAPLEN: u32 = 262_144;
-/// Most VLAN tags unwrapped from one Ethernet frame (QinQ uses two).
-const MAX_VLAN_TAGS: usize = 8;
 /// Most interfaces remembered per pcapng section.
 const MAX_INTERFACES: usize = 4096;
 
@@ -477,11 +481,6 @@ fn read_u32(data: &[u8], at: usize, big_endian: bool) -> Option<u32> {
     })
 }
 
-fn be16(data: &[u8], at: usize) -> Option<u16> {
-    let bytes: [u8; 2] = data.get(at..at.checked_add(2)?)?.try_into().ok()?;
-    Some(u16::from_be_bytes(bytes))
-}
-
 /// pcap-parser's errors print the whole remaining input; keep the kind only.
 fn parser_error(e: &PcapError<&[u8]>) -> String {
     match e {
@@ -794,35 +793,6 @@ impl State {
     }
 }
 
-type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
-
-/// Why a frame yields no record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Skip {
-    NotUdp,
-    LinkType,
-    Truncated,
-    Malformed,
-}
-
-fn udp_datagram(src: IpAddr, dst: IpAddr, udp: &[u8]) -> Result<Datagram, Skip> {
-    let slice = UdpSlice::from_slice(udp).map_err(|e| {
-        if e.len_source == etherparse::LenSource::Slice {
-            Skip::Truncated
-        } else {
-            Skip::Malformed
-        }
-    })?;
-    Ok((
-        SocketAddr::new(src, slice.source_port()),
-        SocketAddr::new(dst, slice.destination_port()),
-        slice.payload().to_vec(),
-    ))
-}
-
-/// Timestamp units per second for a pcapng `if_tsresol`: 10^n, or 2^n
-/// when the top bit is set. (pcap-parser's `build_ts_resolution` rejects
-/// every 2^n value.) `None` when it does not fit a u64.
 fn ts_units(tsresol: u8) -> Option<u64> {
     let exponent = u32::from(tsresol & 0x7f);
     if tsresol & 0x80 == 0 {
@@ -846,284 +816,9 @@ fn ng_time(ticks: u64, interface: Interface) -> Duration {
 }
 
 /// The IP packet inside a frame of `linktype`.
-fn network_layer(linktype: i32, frame: &[u8]) -> Result<&[u8], Skip> {
-    const ETHERTYPE_IPV4: u16 = 0x0800;
-    const ETHERTYPE_IPV6: u16 = 0x86dd;
-    let (ethertype, at) = match linktype {
-        // Ethernet, with any number of 802.1Q / 802.1ad tags.
-        1 => {
-            let mut ethertype = be16(frame, 12).ok_or(Skip::Truncated)?;
-            let mut at = 14usize;
-            let mut tags = 0;
-            while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100 | 0x9200) {
-                tags += 1;
-                if tags > MAX_VLAN_TAGS {
-                    return Err(Skip::Malformed);
-                }
-                ethertype = be16(frame, at + 2).ok_or(Skip::Truncated)?;
-                at += 4;
-            }
-            (ethertype, at)
-        }
-        // Linux cooked capture v1: protocol at 14, header 16 bytes.
-        113 => (be16(frame, 14).ok_or(Skip::Truncated)?, 16),
-        // Linux cooked capture v2: protocol at 0, header 20 bytes.
-        276 => (be16(frame, 0).ok_or(Skip::Truncated)?, 20),
-        // Raw IP: LINKTYPE_RAW and the DLT_RAW values some systems write,
-        // LINKTYPE_IPV4, LINKTYPE_IPV6.
-        101 | 12 | 14 | 228 | 229 => {
-            return match frame.first().map(|b| b >> 4) {
-                Some(4 | 6) => Ok(frame),
-                Some(_) => Err(Skip::NotUdp),
-                None => Err(Skip::Truncated),
-            }
-        }
-        // BSD loopback: a 4-byte address family, host order (NULL) or
-        // network order (LOOP). AF_INET is 2 everywhere; AF_INET6 is 10
-        // (Linux), 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS).
-        0 | 108 => {
-            let family = frame.get(..4).ok_or(Skip::Truncated)?;
-            let family = u32::from_le_bytes(family.try_into().map_err(|_| Skip::Truncated)?);
-            let family = if linktype == 108 || family > 0xffff {
-                family.swap_bytes()
-            } else {
-                family
-            };
-            let ethertype = match family {
-                2 => ETHERTYPE_IPV4,
-                10 | 24 | 28 | 30 => ETHERTYPE_IPV6,
-                _ => return Err(Skip::NotUdp),
-            };
-            (ethertype, 4)
-        }
-        _ => return Err(Skip::LinkType),
-    };
-    if ethertype != ETHERTYPE_IPV4 && ethertype != ETHERTYPE_IPV6 {
-        return Err(Skip::NotUdp);
-    }
-    frame.get(at..).ok_or(Skip::Truncated)
-}
-
-// ---------------------------------------------------------------------------
-// IP reassembly
-
-/// Datagrams being reassembled at once; the oldest goes first beyond this.
-const MAX_PENDING_DATAGRAMS: usize = 256;
-/// Bytes held for reassembly at once, over all datagrams.
-const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
-/// Frames after which an incomplete datagram is given up.
-const FRAGMENT_TIMEOUT_FRAMES: u64 = 20_000;
-/// Fragments a single datagram may be built from (8-byte fragments of a
-/// 64 KiB datagram would need 8192; real ones need a handful).
-const MAX_FRAGMENTS: usize = 1024;
-/// An IP datagram's payload never exceeds this.
-const MAX_DATAGRAM: u32 = 65_535;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FragmentKey {
-    src: IpAddr,
-    dst: IpAddr,
-    id: u32,
-    proto: u8,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    data: Vec<u8>,
-    /// Byte ranges received, sorted and merged.
-    have: Vec<(u32, u32)>,
-    /// Length of the whole payload, known once the last fragment came.
-    end: Option<u32>,
-    fragments: usize,
-    last_frame: u64,
-}
-
-#[derive(Debug, Default)]
-struct Reassembler {
-    pending: HashMap<FragmentKey, Pending>,
-    bytes: usize,
-    spare: Vec<Vec<u8>>,
-    last_sweep: u64,
-}
-
-struct AddOutcome {
-    complete: Option<Vec<u8>>,
-    dropped: u64,
-}
-
-impl Reassembler {
-    fn add(
-        &mut self,
-        frame: u64,
-        key: FragmentKey,
-        offset: u32,
-        more: bool,
-        data: &[u8],
-    ) -> AddOutcome {
-        let mut dropped = self.sweep(frame);
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let end = offset.saturating_add(len);
-        let inconsistent = end > MAX_DATAGRAM || (more && len % 8 != 0);
-        if inconsistent {
-            self.remove(&key);
-            return AddOutcome {
-                complete: None,
-                dropped: dropped + 1,
-            };
-        }
-        if !self.pending.contains_key(&key) {
-            while self.pending.len() >= MAX_PENDING_DATAGRAMS
-                || self.bytes.saturating_add(end as usize) > MAX_PENDING_BYTES
-            {
-                if !self.evict_oldest() {
-                    break;
-                }
-                dropped += 1;
-            }
-            let data = self.spare.pop().unwrap_or_default();
-            self.pending.insert(
-                key,
-                Pending {
-                    data,
-                    ..Pending::default()
-                },
-            );
-        }
-        let Some(entry) = self.pending.get_mut(&key) else {
-            return AddOutcome {
-                complete: None,
-                dropped,
-            };
-        };
-        entry.last_frame = frame;
-        entry.fragments += 1;
-        let conflicting_end = match entry.end {
-            Some(known) => end > known || (!more && end != known),
-            None => false,
-        };
-        if conflicting_end || entry.fragments > MAX_FRAGMENTS {
-            self.remove(&key);
-            return AddOutcome {
-                complete: None,
-                dropped: dropped + 1,
-            };
-        }
-        let (start, stop) = (offset as usize, end as usize);
-        if entry.data.len() < stop {
-            self.bytes += stop - entry.data.len();
-            entry.data.resize(stop, 0);
-        }
-        if let Some(target) = entry.data.get_mut(start..stop) {
-            target.copy_from_slice(data);
-        }
-        if !more {
-            entry.end = Some(end);
-        }
-        insert_range(&mut entry.have, (offset, end));
-        let complete = matches!(entry.end, Some(total) if entry.have == [(0, total)]);
-        if !complete {
-            return AddOutcome {
-                complete: None,
-                dropped,
-            };
-        }
-        let entry = self.pending.remove(&key);
-        let datagram = entry.map(|e| e.data).unwrap_or_default();
-        self.bytes = self.bytes.saturating_sub(datagram.len());
-        AddOutcome {
-            complete: Some(datagram),
-            dropped,
-        }
-    }
-
-    /// Keeps a finished buffer for the next datagram.
-    fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if self.spare.len() < 16 {
-            buffer.clear();
-            self.spare.push(buffer);
-        }
-    }
-
-    fn remove(&mut self, key: &FragmentKey) -> bool {
-        match self.pending.remove(key) {
-            Some(entry) => {
-                self.bytes = self.bytes.saturating_sub(entry.data.len());
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn evict_oldest(&mut self) -> bool {
-        let oldest = self
-            .pending
-            .iter()
-            .min_by_key(|(_, p)| p.last_frame)
-            .map(|(k, _)| *k);
-        match oldest {
-            Some(key) => self.remove(&key),
-            None => false,
-        }
-    }
-
-    /// Gives up datagrams idle for too long; checked every 1024 frames.
-    fn sweep(&mut self, frame: u64) -> u64 {
-        if frame < self.last_sweep.saturating_add(1024) {
-            return 0;
-        }
-        self.last_sweep = frame;
-        let before = self.pending.len();
-        let mut freed = 0usize;
-        self.pending.retain(|_, p| {
-            let keep = p.last_frame.saturating_add(FRAGMENT_TIMEOUT_FRAMES) >= frame;
-            if !keep {
-                freed += p.data.len();
-            }
-            keep
-        });
-        self.bytes = self.bytes.saturating_sub(freed);
-        (before - self.pending.len()) as u64
-    }
-
-    /// Drops everything; returns how many datagrams were incomplete.
-    fn clear(&mut self) -> u64 {
-        let n = self.pending.len() as u64;
-        self.pending.clear();
-        self.bytes = 0;
-        n
-    }
-}
-
-/// Adds `range` to a sorted list of disjoint ranges, merging what touches.
-fn insert_range(ranges: &mut Vec<(u32, u32)>, range: (u32, u32)) {
-    if range.0 >= range.1 {
-        return;
-    }
-    let at = ranges.partition_point(|r| r.0 < range.0);
-    ranges.insert(at, range);
-    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-    for &(start, stop) in ranges.iter() {
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(stop),
-            _ => merged.push((start, stop)),
-        }
-    }
-    *ranges = merged;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_merge_when_they_touch() {
-        let mut ranges = Vec::new();
-        insert_range(&mut ranges, (16, 24));
-        insert_range(&mut ranges, (0, 8));
-        assert_eq!(ranges, [(0, 8), (16, 24)]);
-        insert_range(&mut ranges, (8, 16));
-        assert_eq!(ranges, [(0, 24)]);
-    }
 
     #[test]
     fn ng_time_applies_resolution_and_offset() {
