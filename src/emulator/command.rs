@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::config::{AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, Service};
+use super::config::{
+    AuthPolicy, CloudDialect, DeviceSpec, EmulatorConfig, FleetFile, Mode, RefuseBind, Service,
+};
 use super::driver::{self, DriverOptions};
 use crate::net::faults::FaultConfig;
 use crate::net::record::Recorder;
@@ -198,6 +200,16 @@ pub struct EmulateArgs {
     /// Serve the same pcap stream live over TCP (a bare port means 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub tap: Option<ListenAddr>,
+    /// One more device with its own socket; keys left out take the flags
+    /// above (repeatable; see docs/EMULATOR.md, "Fleet").
+    #[arg(
+        long = "device",
+        value_name = "SN[,auth=none|required][,password=P][,mode=M][,loss=N][,dup=N][,reorder=N][,delay=MS][,vanish-after=S][,vanish-for=S][,max-realms=N][,cloud=PROFILE]"
+    )]
+    pub devices: Vec<DeviceSpec>,
+    /// Devices from a TOML file: `[[device]]` tables with the keys of --device.
+    #[arg(long, value_name = "FILE.toml")]
+    pub fleet: Option<PathBuf>,
 }
 
 fn secs(s: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -209,7 +221,12 @@ impl EmulateArgs {
     /// The emulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<EmulatorConfig> {
         let mut config = EmulatorConfig::default();
-        if !self.serials.is_empty() {
+        config.fleet = self.devices.clone();
+        if let Some(path) = &self.fleet {
+            config.fleet.extend(FleetFile::load(path).map_err(anyhow::Error::msg)?.device);
+        }
+        if !self.serials.is_empty() || !config.fleet.is_empty() {
+            // With a fleet, the demo device is only there when asked for.
             config.serials = self.serials.clone();
         }
         config.username = self.username.clone();
@@ -280,30 +297,69 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         clip_once: args.clip_once,
     };
-    let serials = config.serials.join(",");
-    let emu = driver::start(config, options).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot start the emulator: {e} (is UDP port {} free? try --cloud-port 0)",
-            args.cloud_port
-        )
-    })?;
+    let emu = driver::start(config, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", start_hint(&e)))?;
+    println!("{}", ready_line(&emu, tap));
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    let finished = emu.stop().await;
+    report(&finished, &recorder).await
+}
+
+/// A hint for a start error, when one helps: a busy main cloud port.
+fn start_hint(e: &std::io::Error) -> &'static str {
+    let busy_cloud = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<driver::BindError>())
+        .is_some_and(|b| b.what == "main cloud" && b.source.kind() == std::io::ErrorKind::AddrInUse);
+    if busy_cloud {
+        " (another emulator running? try --cloud-port 0)"
+    } else {
+        ""
+    }
+}
+
+/// The one line on stdout once every role listens.
+fn ready_line(emu: &driver::RunningEmulator, tap: Option<std::net::SocketAddr>) -> String {
     let a = emu.addrs;
+    let serials: Vec<&str> = emu
+        .devices
+        .iter()
+        .flat_map(|d| d.serials.iter().map(String::as_str))
+        .collect();
     let mut ready = format!(
-        "ready cloud={} serial={serials} p2psrv={} relay={} agent={} device={}",
-        a.cloud, a.p2psrv, a.relay, a.agent, a.device
+        "ready cloud={} serial={} p2psrv={} relay={} agent={} device={}",
+        a.cloud,
+        serials.join(","),
+        a.p2psrv,
+        a.relay,
+        a.agent,
+        a.device
     );
+    if emu.devices.len() > 1 {
+        for device in &emu.devices {
+            for serial in &device.serials {
+                ready.push_str(&format!(" device.{serial}={}", device.addr));
+            }
+        }
+    }
+    for (name, addr) in &emu.clouds {
+        ready.push_str(&format!(" cloud.{name}={addr}"));
+    }
     for (port, addr) in &emu.exposed {
         ready.push_str(&format!(" svc{port}={addr}"));
     }
     if let Some(tap) = tap {
         ready.push_str(&format!(" tap={tap}"));
     }
-    println!("{ready}");
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    wait_for_signal().await;
-    tracing::info!("stopping");
-    let finished = emu.stop().await;
+    ready
+}
+
+/// The per-realm JSON lines and the totals line, on stderr.
+async fn report(finished: &driver::Finished, recorder: &Recorder) -> anyhow::Result<()> {
     recorder.finish().await?;
     for realm in &finished.realms {
         eprintln!("{}", serde_json::to_string(realm)?);
@@ -320,6 +376,7 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
                 "reordered": finished.faults_out.reordered + finished.faults_in.reordered,
             },
             "stats": finished.stats,
+            "requests": finished.requests,
         })
     );
     Ok(())
