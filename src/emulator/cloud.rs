@@ -154,13 +154,7 @@ impl Emulator {
 
     /// Sends `answer` from socket `via` echoing the request's CSeq, with the
     /// server's Date.
-    fn answer(
-        &mut self,
-        via: (Role, usize),
-        to: SocketAddr,
-        request: &Request,
-        answer: Response,
-    ) {
+    fn answer(&mut self, via: (Role, usize), to: SocketAddr, request: &Request, answer: Response) {
         let bytes = self.finish_response(request, answer).encode();
         self.transmit_via(via.0, via.1, None, to, bytes);
     }
@@ -213,7 +207,10 @@ impl Emulator {
     pub(super) fn online_serial(&self, now: Instant, serial: &str) -> Option<String> {
         let key = serial.to_ascii_uppercase();
         let unit = self.devices.get(&key)?.unit;
-        let online = self.units.get(unit).is_some_and(|u| u.mode != Mode::Offline)
+        let online = self
+            .units
+            .get(unit)
+            .is_some_and(|u| u.mode != Mode::Offline)
             && !self.unit_vanished(unit, now);
         online.then_some(key)
     }
@@ -285,12 +282,7 @@ impl Emulator {
             && matches!(request.method, Method::DhPost | Method::DhGet)
         {
             // FIELD-NOTES C9: the DMSS cloud refuses the legacy layout.
-            return self.answer(
-                via,
-                from,
-                request,
-                forbidden("DevPwd_InvalidDigest"),
-            );
+            return self.answer(via, from, request, forbidden("DevPwd_InvalidDigest"));
         }
         let body = match request.xml_body() {
             Ok(Some(xml)) => ChannelRequest::from_xml(&xml),
@@ -314,19 +306,18 @@ impl Emulator {
             }
             AuthVerdict::WrongDigest => {
                 self.stats.rejected_device_auth += 1;
-                return self.answer(
-                    via,
-                    from,
-                    request,
-                    forbidden("DevPwd_InvalidDigest"),
-                );
+                return self.answer(via, from, request, forbidden("DevPwd_InvalidDigest"));
             }
         };
         let cseq = request.cseq().unwrap_or(0);
         self.answer(via, from, request, Response::new(100, "Trying"));
         // The device's own answer forms: with auth, a nonce and an encrypted
         // LocalAddr (DH-P2P §4); PubAddr always plain.
-        let device_addr = self.device_addrs.get(unit).copied().unwrap_or(self.addrs.device);
+        let device_addr = self
+            .device_addrs
+            .get(unit)
+            .copied()
+            .unwrap_or(self.addrs.device);
         let mut answer_body = String::from("<body>");
         match &device_key {
             Some(k) => {

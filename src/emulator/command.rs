@@ -223,7 +223,9 @@ impl EmulateArgs {
         let mut config = EmulatorConfig::default();
         config.fleet = self.devices.clone();
         if let Some(path) = &self.fleet {
-            config.fleet.extend(FleetFile::load(path).map_err(anyhow::Error::msg)?.device);
+            config
+                .fleet
+                .extend(FleetFile::load(path).map_err(anyhow::Error::msg)?.device);
         }
         if !self.serials.is_empty() || !config.fleet.is_empty() {
             // With a fleet, the demo device is only there when asked for.
@@ -306,7 +308,17 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("stopping");
     let finished = emu.stop().await;
-    report(&finished, &recorder).await
+    let record_error = recorder.finish().await.err();
+    report(&finished, &recorder)?;
+    match (record_error, &args.record) {
+        // Logged when it happened; the report above is complete anyway.
+        (Some(e), Some(path)) => Err(anyhow::anyhow!(
+            "--record {}: the recording stopped early: {e}",
+            path.display()
+        )),
+        (Some(e), None) => Err(anyhow::anyhow!("the capture stopped early: {e}")),
+        (None, _) => Ok(()),
+    }
 }
 
 /// A hint for a start error, when one helps: a busy main cloud port.
@@ -314,7 +326,9 @@ fn start_hint(e: &std::io::Error) -> &'static str {
     let busy_cloud = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<driver::BindError>())
-        .is_some_and(|b| b.what == "main cloud" && b.source.kind() == std::io::ErrorKind::AddrInUse);
+        .is_some_and(|b| {
+            b.what == "main cloud" && b.source.kind() == std::io::ErrorKind::AddrInUse
+        });
     if busy_cloud {
         " (another emulator running? try --cloud-port 0)"
     } else {
@@ -359,8 +373,7 @@ fn ready_line(emu: &driver::RunningEmulator, tap: Option<std::net::SocketAddr>) 
 }
 
 /// The per-realm JSON lines and the totals line, on stderr.
-async fn report(finished: &driver::Finished, recorder: &Recorder) -> anyhow::Result<()> {
-    recorder.finish().await?;
+fn report(finished: &driver::Finished, recorder: &Recorder) -> anyhow::Result<()> {
     for realm in &finished.realms {
         eprintln!("{}", serde_json::to_string(realm)?);
     }

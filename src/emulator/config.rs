@@ -247,7 +247,9 @@ impl FromStr for Mode {
 fn check_serial(serial: &str) -> Result<(), String> {
     let ok = !serial.is_empty()
         && serial.len() <= 64
-        && serial.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -306,7 +308,11 @@ impl DeviceSpec {
     /// Checks what parsing cannot: the serial, percentages, durations, the cloud.
     pub fn validate(&self) -> Result<(), String> {
         check_serial(&self.serial)?;
-        for (key, pct) in [("loss", self.loss), ("dup", self.dup), ("reorder", self.reorder)] {
+        for (key, pct) in [
+            ("loss", self.loss),
+            ("dup", self.dup),
+            ("reorder", self.reorder),
+        ] {
             if pct.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
                 return Err(format!(
                     "{}: {key} must be a percentage from 0 to 100",

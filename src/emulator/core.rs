@@ -155,6 +155,8 @@ pub struct EmulatorStats {
     pub realms_opened: u64,
     pub binds_refused: u64,
     pub vanished_drops: u64,
+    /// Client DATA left unacknowledged because the services lag behind.
+    pub data_deferred: u64,
 }
 
 /// Per-realm figures printed as one JSON line each on exit.

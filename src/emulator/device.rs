@@ -15,12 +15,15 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Mode, RefuseBind};
 use super::core::{ChannelGrant, ConnId, Emulator, PeerKey, RealmReport, Role, TcpCommand};
-use crate::codec::ptcp::{Body, Packet, Status, FRAGMENT_SIZE};
+use crate::codec::ptcp::{Body, Packet, Status, FRAGMENT_SIZE, HEADER_LEN};
 use crate::codec::punch::{self, MessageType, PunchMessage};
 use crate::session::ptcp::{Event, LmidMode, PtcpConfig, PtcpSession};
 
 /// Bytes a realm may read from its service ahead of the client's ACKs.
 pub const REALM_CREDIT: usize = 1024 * 1024;
+/// Client bytes a session may have delivered but its services not yet
+/// written; beyond it, new DATA is left unacknowledged.
+pub const CLIENT_BACKLOG_LIMIT: usize = 1024 * 1024;
 /// Most peers (punched or relayed clients) kept at once.
 const MAX_PEERS: usize = 1024;
 
@@ -37,6 +40,8 @@ struct Realm {
     state: RealmState,
     bytes_in: u64,
     bytes_out: u64,
+    /// Client bytes handed to the service's writer, not yet written.
+    unwritten: usize,
     sha_in: Sha256,
     sha_out: Sha256,
 }
@@ -96,6 +101,17 @@ fn report(serial: &str, realm: u32, r: &Realm, status: &'static str) -> RealmRep
         sha256_in: hex::encode(r.sha_in.clone().finalize()),
         sha256_out: hex::encode(r.sha_out.clone().finalize()),
         status,
+    }
+}
+
+/// Whether `datagram` holds a DATA body the session has not received yet.
+fn carries_new_data(session: &PtcpSession, datagram: &[u8]) -> bool {
+    match Packet::decode(datagram) {
+        Ok(p) => {
+            matches!(p.body, Body::Data { .. })
+                && !crate::session::ptcp::seq_lt(p.header.sent, session.recv())
+        }
+        Err(_) => false,
     }
 }
 
@@ -314,9 +330,18 @@ impl Emulator {
                 peer.serial, peer.dest.1
             ));
         }
-        if let Some(session) = peer.session.as_mut() {
-            session.handle_datagram(now, bytes);
+        let Some(session) = peer.session.as_mut() else {
+            return;
+        };
+        if peer.backlog >= CLIENT_BACKLOG_LIMIT && carries_new_data(session, bytes) {
+            // The services are not taking what the client sends: take its
+            // ACK but not its DATA, so it holds the bytes and resends later
+            // (the window closes, as on the tunnel side).
+            self.stats.data_deferred += 1;
+            session.handle_datagram(now, &bytes[..HEADER_LEN]);
+            return;
         }
+        session.handle_datagram(now, bytes);
     }
 
     /// Hands a relayed session over from the agent to the device.
@@ -457,6 +482,7 @@ impl Emulator {
                 ..
             } => {
                 if let Some(r) = peer.realms.remove(&realm) {
+                    peer.backlog = peer.backlog.saturating_sub(r.unwritten);
                     self.tcp.push_back(TcpCommand::Close { conn: r.conn });
                     self.conns.remove(&r.conn);
                     Self::send_body(peer, &Body::status(realm, Status::Disc));
@@ -473,6 +499,7 @@ impl Emulator {
                     if r.state == RealmState::Open {
                         r.bytes_in += payload.len() as u64;
                         r.sha_in.update(payload);
+                        r.unwritten += payload.len();
                         peer.backlog += payload.len();
                         self.tcp.push_back(TcpCommand::Write {
                             conn: r.conn,
@@ -534,6 +561,7 @@ impl Emulator {
                 state: RealmState::Connecting,
                 bytes_in: 0,
                 bytes_out: 0,
+                unwritten: 0,
                 sha_in: Sha256::new(),
                 sha_out: Sha256::new(),
             },
@@ -567,6 +595,7 @@ impl Emulator {
             self.reports.push(report(&peer.serial, realm, &r, why));
         }
         peer.credits.clear();
+        peer.backlog = 0;
     }
 
     fn with_conn(
@@ -638,8 +667,12 @@ impl Emulator {
 
     /// The service wrote `bytes` of what the client sent (for `pid`).
     pub fn tcp_written(&mut self, now: Instant, conn: ConnId, bytes: usize) {
-        self.with_conn(now, conn, |_, peer, _| {
-            peer.backlog = peer.backlog.saturating_sub(bytes);
+        self.with_conn(now, conn, |_, peer, realm| {
+            if let Some(r) = peer.realms.get_mut(&realm) {
+                let n = bytes.min(r.unwritten);
+                r.unwritten -= n;
+                peer.backlog = peer.backlog.saturating_sub(n);
+            }
         });
     }
 
@@ -647,6 +680,7 @@ impl Emulator {
     pub fn tcp_closed(&mut self, now: Instant, conn: ConnId) {
         self.with_conn(now, conn, |emu, peer, realm| {
             if let Some(r) = peer.realms.remove(&realm) {
+                peer.backlog = peer.backlog.saturating_sub(r.unwritten);
                 emu.conns.remove(&conn);
                 Self::send_body(peer, &Body::status(realm, Status::Disc));
                 emu.note(format!(

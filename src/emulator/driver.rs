@@ -278,7 +278,11 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
         });
         Ok(())
     };
-    add(Role::Cloud, 0, bind_udp(ip, options.cloud_port, "main cloud".into()).await?)?;
+    add(
+        Role::Cloud,
+        0,
+        bind_udp(ip, options.cloud_port, "main cloud".into()).await?,
+    )?;
     add(Role::P2pSrv, 0, bind_udp(ip, 0, "P2P server".into()).await?)?;
     add(Role::Relay, 0, bind_udp(ip, 0, "relay".into()).await?)?;
     add(Role::Agent, 0, bind_udp(ip, 0, "agent".into()).await?)?;
@@ -287,7 +291,11 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
         add(Role::Device, i, bind_udp(ip, 0, what).await?)?;
     }
     for (i, name) in extra_clouds.iter().enumerate() {
-        add(Role::Cloud, i + 1, bind_udp(ip, 0, format!("cloud {name}")).await?)?;
+        add(
+            Role::Cloud,
+            i + 1,
+            bind_udp(ip, 0, format!("cloud {name}")).await?,
+        )?;
     }
     let local_of = |role: Role, index: usize| {
         slots
@@ -304,8 +312,12 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
         device: local_of(Role::Device, 0),
     };
     let fleet = FleetAddrs {
-        devices: (1..units.len()).map(|i| local_of(Role::Device, i)).collect(),
-        clouds: (1..=extra_clouds.len()).map(|i| local_of(Role::Cloud, i)).collect(),
+        devices: (1..units.len())
+            .map(|i| local_of(Role::Device, i))
+            .collect(),
+        clouds: (1..=extra_clouds.len())
+            .map(|i| local_of(Role::Cloud, i))
+            .collect(),
     };
     let mut shared = BTreeMap::new();
     let mut devices = Vec::new();
@@ -394,7 +406,12 @@ impl Legs {
         let global = options.faults;
         let mut legs = Legs {
             device: Vec::new(),
-            agent: vec![FaultySender::new(socket(Role::Agent, 0)?, &global, 2, rec())?],
+            agent: vec![FaultySender::new(
+                socket(Role::Agent, 0)?,
+                &global,
+                2,
+                rec(),
+            )?],
             inbound: vec![(!global.is_none()).then(|| FaultLink::new(&global, 3))],
             leg_of_unit: Vec::new(),
             recorder: rec(),
@@ -526,10 +543,7 @@ async fn run(
             }
         }
         core.handle_timeout(now, unix_now());
-        flush(
-            &mut core, &slots, &legs, &mut conns, &services, &tcp_tx,
-        )
-        .await;
+        flush(&mut core, &slots, &legs, &mut conns, &services, &tcp_tx).await;
     }
     for reader in readers {
         reader.abort();

@@ -20,4 +20,6 @@ pub use config::{
     AuthPolicy, CloudDialect, DeviceSpec, DeviceUnit, EmulatorConfig, FleetFile, Mode, RefuseBind,
     RoleAddrs, Service,
 };
-pub use core::{ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand, Transmit};
+pub use core::{
+    ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand, Transmit,
+};
