@@ -11,6 +11,7 @@ use super::config::{
     AuthPolicy, CloudDialect, DeviceSpec, EmulatorConfig, FleetFile, Mode, RefuseBind, Service,
 };
 use super::driver::{self, DriverOptions};
+use super::report;
 use crate::net::faults::FaultConfig;
 use crate::net::record::Recorder;
 
@@ -98,6 +99,8 @@ Examples:
   dhp2p emulate-device --cloud-port 0 --serial ABC123 --serial DEF456
   # A device that demands authentication, over a lossy network, recorded:
   dhp2p emulate-device --auth required --loss 5 --reorder 5 --dup 2 --record emu.pcap
+  # A fleet: devices that behave differently (docs/EMULATOR.md, \"Fleet\"):
+  dhp2p emulate-device --cloud-port 0 --device CAM00000000001 --device CAM00000000002,mode=relay-only,loss=5
   # Reach the built-in RTSP service without the tunnel:
   dhp2p emulate-device --expose 554=127.0.0.1:8554
   ffprobe rtsp://admin:admin@127.0.0.1:8554/cam/realmonitor?channel=1&subtype=0
@@ -220,8 +223,10 @@ fn secs(s: f64, flag: &str) -> anyhow::Result<Duration> {
 impl EmulateArgs {
     /// The emulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<EmulatorConfig> {
-        let mut config = EmulatorConfig::default();
-        config.fleet = self.devices.clone();
+        let mut config = EmulatorConfig {
+            fleet: self.devices.clone(),
+            ..EmulatorConfig::default()
+        };
         if let Some(path) = &self.fleet {
             config
                 .fleet
@@ -301,15 +306,17 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
     };
     let emu = driver::start(config, options)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", start_hint(&e)))?;
-    println!("{}", ready_line(&emu, tap));
+        .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", report::start_hint(&e)))?;
+    println!("{}", report::ready_line(&emu, tap));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     wait_for_signal().await;
     tracing::info!("stopping");
     let finished = emu.stop().await;
     let record_error = recorder.finish().await.err();
-    report(&finished, &recorder)?;
+    for line in report::exit_lines(&finished, recorder.frames_written())? {
+        eprintln!("{line}");
+    }
     match (record_error, &args.record) {
         // Logged when it happened; the report above is complete anyway.
         (Some(e), Some(path)) => Err(anyhow::anyhow!(
@@ -319,80 +326,6 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         (Some(e), None) => Err(anyhow::anyhow!("the capture stopped early: {e}")),
         (None, _) => Ok(()),
     }
-}
-
-/// A hint for a start error, when one helps: a busy main cloud port.
-fn start_hint(e: &std::io::Error) -> &'static str {
-    let busy_cloud = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<driver::BindError>())
-        .is_some_and(|b| {
-            b.what == "main cloud" && b.source.kind() == std::io::ErrorKind::AddrInUse
-        });
-    if busy_cloud {
-        " (another emulator running? try --cloud-port 0)"
-    } else {
-        ""
-    }
-}
-
-/// The one line on stdout once every role listens.
-fn ready_line(emu: &driver::RunningEmulator, tap: Option<std::net::SocketAddr>) -> String {
-    let a = emu.addrs;
-    let serials: Vec<&str> = emu
-        .devices
-        .iter()
-        .flat_map(|d| d.serials.iter().map(String::as_str))
-        .collect();
-    let mut ready = format!(
-        "ready cloud={} serial={} p2psrv={} relay={} agent={} device={}",
-        a.cloud,
-        serials.join(","),
-        a.p2psrv,
-        a.relay,
-        a.agent,
-        a.device
-    );
-    if emu.devices.len() > 1 {
-        for device in &emu.devices {
-            for serial in &device.serials {
-                ready.push_str(&format!(" device.{serial}={}", device.addr));
-            }
-        }
-    }
-    for (name, addr) in &emu.clouds {
-        ready.push_str(&format!(" cloud.{name}={addr}"));
-    }
-    for (port, addr) in &emu.exposed {
-        ready.push_str(&format!(" svc{port}={addr}"));
-    }
-    if let Some(tap) = tap {
-        ready.push_str(&format!(" tap={tap}"));
-    }
-    ready
-}
-
-/// The per-realm JSON lines and the totals line, on stderr.
-fn report(finished: &driver::Finished, recorder: &Recorder) -> anyhow::Result<()> {
-    for realm in &finished.realms {
-        eprintln!("{}", serde_json::to_string(realm)?);
-    }
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "datagrams_in": finished.stats.datagrams_in,
-            "datagrams_out": finished.stats.datagrams_out,
-            "recorded": recorder.frames_written(),
-            "injected": {
-                "dropped": finished.faults_out.dropped + finished.faults_in.dropped,
-                "duplicated": finished.faults_out.duplicated + finished.faults_in.duplicated,
-                "reordered": finished.faults_out.reordered + finished.faults_in.reordered,
-            },
-            "stats": finished.stats,
-            "requests": finished.requests,
-        })
-    );
-    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

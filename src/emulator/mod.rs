@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 mod device;
 pub mod driver;
+pub mod report;
 pub mod rtsp;
 
 pub use config::{
