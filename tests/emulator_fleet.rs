@@ -329,6 +329,23 @@ fn fleet_file_and_device_flags_combine_and_unknown_keys_are_errors() {
             "--cloud-port",
             "0",
             "--device",
+            "CAM1",
+            "--device",
+            "cam1,mode=offline",
+        ]),
+        20,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("given twice"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run_with_timeout(
+        common::dhp2p().arg("emulate-device").args([
+            "--cloud-port",
+            "0",
+            "--device",
             "X1,mode=sideways",
         ]),
         20,

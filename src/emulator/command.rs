@@ -304,13 +304,14 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         clip_once: args.clip_once,
     };
+    let signal = wait_for_signal();
     let emu = driver::start(config, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", report::start_hint(&e)))?;
     println!("{}", report::ready_line(&emu, tap));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    signal.await;
     tracing::info!("stopping");
     let finished = emu.stop().await;
     let record_error = recorder.finish().await.err();
@@ -328,25 +329,33 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when first awaited: call it before announcing readiness, so a
+/// signal sent right after the ready line is not fatal.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

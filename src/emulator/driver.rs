@@ -265,6 +265,15 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
             "no device to emulate: give --serial or --device",
         ));
     }
+    let mut seen = std::collections::BTreeSet::new();
+    for serial in units.iter().flat_map(|u| &u.serials) {
+        if !seen.insert(serial.to_ascii_uppercase()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("device {serial} is given twice (serials match in any case)"),
+            ));
+        }
+    }
     let extra_clouds = config.extra_clouds();
     let ip = options.listen;
     let mut slots = Vec::new();
