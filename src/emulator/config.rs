@@ -464,3 +464,50 @@ impl EmulatorConfig {
         clouds
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_spec_from_flag_and_units_take_the_globals_for_missing_keys() {
+        let spec: DeviceSpec = "CAM1,auth=required,password=p,mode=relay-only,loss=5,cloud=amcrest"
+            .parse()
+            .unwrap();
+        let config = EmulatorConfig {
+            serials: Vec::new(),
+            max_realms: 3,
+            fleet: vec![spec, "CAM2".parse().unwrap()],
+            ..EmulatorConfig::default()
+        };
+        let units = config.units();
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].auth, AuthPolicy::Required);
+        assert_eq!(units[0].mode, Mode::RelayOnly);
+        assert_eq!(units[0].password, "p");
+        assert_eq!(units[0].cloud.as_deref(), Some("amcrest"));
+        assert_eq!(units[0].faults(&FaultConfig::none()).loss_pct, 5.0);
+        assert_eq!(units[1].password, "admin");
+        assert_eq!(units[1].max_realms, 3);
+        assert!(!units[1].has_own_faults());
+        assert_eq!(config.extra_clouds(), vec!["amcrest".to_string()]);
+    }
+
+    #[test]
+    fn bad_device_specs_say_what_is_wrong() {
+        for (text, want) in [
+            ("", "serial"),
+            ("CAM1,mode=sideways", "sideways"),
+            ("CAM1,loss=150", "percentage"),
+            ("CAM1,cloud=nowhere", "nowhere"),
+            ("CAM1,colour=red", "colour"),
+            ("CAM1,loss", "KEY=VALUE"),
+            ("CAM\r\nX,mode=direct", "serial"),
+        ] {
+            let err = text.parse::<DeviceSpec>().unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let err = FleetFile::parse("[[device]]\nserial = \"A\"\nmdoe = \"x\"\n").unwrap_err();
+        assert!(err.contains("mdoe") && err.contains("line 3"), "{err}");
+    }
+}
