@@ -59,7 +59,7 @@ impl Emulator {
             self.stats.dropped_binary += 1;
             return;
         };
-        if self.vanished(now) || self.online_serial(now, &serial).is_none() {
+        if self.online_serial(now, &serial).is_none() {
             self.stats.vanished_drops += 1;
             return;
         }
@@ -81,6 +81,14 @@ impl Emulator {
         self.handle_device(now, PeerKey::Relay(token), bytes);
     }
 
+    /// The device whose relayed traffic a datagram from `client` to the
+    /// agent belongs to (its lease's device, once one joined).
+    pub(super) fn agent_leg(&self, client: SocketAddr) -> Option<usize> {
+        let token = self.lease_of_client(client)?;
+        let serial = self.leases.get(&token)?.serial.as_ref()?;
+        Some(self.unit_of(serial))
+    }
+
     pub(super) fn agent_timeouts(&mut self, now: Instant) {
         for s in self.agent_sessions.values_mut() {
             s.handle_timeout(now);
@@ -91,9 +99,13 @@ impl Emulator {
     pub(super) fn pump_agents(&mut self, now: Instant) {
         let tokens: Vec<String> = self.agent_sessions.keys().cloned().collect();
         for token in tokens {
-            let (sign, client) = match self.leases.get(&token) {
-                Some(l) => (l.sign.clone(), l.client),
-                None => (Vec::new(), None),
+            let (sign, client, leg) = match self.leases.get(&token) {
+                Some(l) => (
+                    l.sign.clone(),
+                    l.client,
+                    l.serial.as_ref().map(|s| self.unit_of(s)),
+                ),
+                None => (Vec::new(), None, None),
             };
             let Some(session) = self.agent_sessions.get_mut(&token) else {
                 continue;
@@ -113,7 +125,7 @@ impl Emulator {
             }
             if let Some(client) = client {
                 for d in out {
-                    self.transmit(Role::Agent, client, d);
+                    self.transmit_via(Role::Agent, 0, leg, client, d);
                 }
             }
         }

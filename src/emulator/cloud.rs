@@ -9,7 +9,7 @@ use std::time::Instant;
 use rand::Rng;
 
 use super::config::{AuthPolicy, CloudDialect, Mode};
-use super::core::{ChannelGrant, Emulator, Lease, Role};
+use super::core::{ChannelGrant, Emulator, Lease, Role, Transmit};
 use crate::codec::cloud::{
     self, format_created_utc, parse_created, ChannelRequest, Endpoint, Identify, Message, Method,
     Request, Response,
@@ -44,6 +44,7 @@ impl Emulator {
         now: Instant,
         unix: i64,
         role: Role,
+        index: usize,
         from: SocketAddr,
         bytes: &[u8],
     ) {
@@ -57,17 +58,18 @@ impl Emulator {
         };
         self.stats.requests += 1;
         let endpoint = request.endpoint();
+        self.count_request(now, role, index, from, &endpoint);
         // WSSE first: every request but the SDK warm-up carries it.
         if !matches!(endpoint, Endpoint::OnlineStun) {
             if let Some(reject) = self.check_wsse(unix, &request) {
-                return self.answer(role, from, &request, reject);
+                return self.answer((role, index), from, &request, reject);
             }
         }
         let answer = match (role, &endpoint) {
             (Role::Cloud, Endpoint::ProbeP2pSrv) => Some(Response::new(200, "OK")),
             (Role::Cloud, Endpoint::OnlineStun) => Some(Response::new(200, "OK")),
             (Role::Cloud, Endpoint::OnlineP2pSrv { serial }) => {
-                Some(match self.online_serial(now, serial) {
+                Some(match self.registered_serial(now, index, serial) {
                     Some(_) => {
                         let us = self.addrs.p2psrv;
                         Response::new(200, "OK").with_body(
@@ -81,12 +83,12 @@ impl Emulator {
                 format!("<body><Address>{}</Address></body>", self.addrs.relay).into_bytes(),
             )),
             (Role::Cloud, Endpoint::P2pChannel { serial }) => {
-                return self.p2p_channel(now, unix, from, &request, serial.clone());
+                return self.p2p_channel(now, index, from, &request, serial.clone());
             }
             (Role::Cloud, Endpoint::RelayChannel { serial }) => {
                 // The main server never answers relay-channel (DH-P2P §7.8):
                 // the agent sends its own notification instead.
-                self.relay_channel(now, from, &request, serial.clone());
+                self.relay_channel(now, index, from, &request, serial.clone());
                 return;
             }
             (Role::P2pSrv, Endpoint::ProbeDevice { serial }) => {
@@ -98,7 +100,11 @@ impl Emulator {
             (Role::P2pSrv, Endpoint::InfoDevice { serial }) => {
                 Some(match self.online_serial(now, serial) {
                     Some(key) => {
-                        let info = self.devices[&key].info_blob.clone();
+                        let info = self
+                            .devices
+                            .get(&key)
+                            .map(|d| d.info_blob.clone())
+                            .unwrap_or_default();
                         Response::new(200, "OK").with_body(
                             format!(
                                 "<body><DevVersion>{}</DevVersion><Info>{info}</Info></body>",
@@ -120,14 +126,37 @@ impl Emulator {
             _ => Some(not_found()),
         };
         if let Some(answer) = answer {
-            self.answer(role, from, &request, answer);
+            self.answer((role, index), from, &request, answer);
         }
     }
 
-    /// Sends `answer` echoing the request's CSeq, with the server's Date.
-    fn answer(&mut self, role: Role, to: SocketAddr, request: &Request, answer: Response) {
+    /// Counts a request per socket and endpoint, and logs it with its time.
+    fn count_request(
+        &mut self,
+        now: Instant,
+        role: Role,
+        index: usize,
+        from: SocketAddr,
+        endpoint: &Endpoint,
+    ) {
+        let socket = match (role, index) {
+            (Role::Cloud, i) if i > 0 => match self.cloud_names.get(i - 1) {
+                Some(name) => format!("cloud.{name}"),
+                None => "cloud".to_string(),
+            },
+            (role, _) => role.name().to_string(),
+        };
+        let key = format!("{socket} {}", endpoint_name(endpoint));
+        let t = self.uptime(now).as_secs_f64();
+        self.log_request(format!("request t={t:.3}s {key} from {from}"));
+        *self.request_counts.entry(key).or_insert(0) += 1;
+    }
+
+    /// Sends `answer` from socket `via` echoing the request's CSeq, with the
+    /// server's Date.
+    fn answer(&mut self, via: (Role, usize), to: SocketAddr, request: &Request, answer: Response) {
         let bytes = self.finish_response(request, answer).encode();
-        self.transmit(role, to, bytes);
+        self.transmit_via(via.0, via.1, None, to, bytes);
     }
 
     fn finish_response(&self, request: &Request, mut answer: Response) -> Response {
@@ -177,8 +206,32 @@ impl Emulator {
     /// is online now.
     pub(super) fn online_serial(&self, now: Instant, serial: &str) -> Option<String> {
         let key = serial.to_ascii_uppercase();
-        let online = self.config.mode != Mode::Offline && !self.vanished(now);
-        (online && self.devices.contains_key(&key)).then_some(key)
+        let unit = self.devices.get(&key)?.unit;
+        let online = self
+            .units
+            .get(unit)
+            .is_some_and(|u| u.mode != Mode::Offline)
+            && !self.unit_vanished(unit, now);
+        online.then_some(key)
+    }
+
+    /// [`Self::online_serial`], for a device registered with the cloud of
+    /// socket `cloud` (0 = main): other clouds do not know it (404).
+    fn registered_serial(&self, now: Instant, cloud: usize, serial: &str) -> Option<String> {
+        let key = self.online_serial(now, serial)?;
+        let unit = self.devices.get(&key)?.unit;
+        (self.cloud_index_of(unit) == cloud).then_some(key)
+    }
+
+    fn cloud_index_of(&self, unit: usize) -> usize {
+        let cloud = self.units.get(unit).and_then(|u| u.cloud.as_deref());
+        cloud
+            .and_then(|c| self.cloud_names.iter().position(|n| n == c))
+            .map_or(0, |i| i + 1)
+    }
+
+    pub(super) fn unit_of(&self, serial_key: &str) -> usize {
+        self.devices.get(serial_key).map_or(0, |d| d.unit)
     }
 
     fn verify_auth(&self, serial_key: &str, body: &ChannelRequest, payload: &str) -> AuthVerdict {
@@ -190,13 +243,20 @@ impl Emulator {
         ) else {
             return AuthVerdict::Missing;
         };
-        let salt = &self.devices[serial_key].salt;
+        let Some(device) = self.devices.get(serial_key) else {
+            return AuthVerdict::Missing;
+        };
+        let salt = &device.salt;
         if let Some(sent_salt) = body.rand_salt.as_deref() {
             if sent_salt != salt {
                 return AuthVerdict::WrongSalt;
             }
         }
-        let key = crypto::device_key(user, salt, &self.config.password);
+        let password = self
+            .units
+            .get(device.unit)
+            .map_or(self.config.password.as_str(), |u| u.password.as_str());
+        let key = crypto::device_key(user, salt, password);
         if user != self.config.username || crypto::dev_auth(&key, nonce, date, payload) != dev_auth
         {
             return AuthVerdict::WrongDigest;
@@ -207,60 +267,57 @@ impl Emulator {
     fn p2p_channel(
         &mut self,
         now: Instant,
-        unix: i64,
+        cloud: usize,
         from: SocketAddr,
         request: &Request,
         serial: String,
     ) {
-        let Some(key) = self.online_serial(now, &serial) else {
-            return self.answer(Role::Cloud, from, request, not_found());
+        let via = (Role::Cloud, cloud);
+        let Some(key) = self.registered_serial(now, cloud, &serial) else {
+            return self.answer(via, from, request, not_found());
         };
+        let unit = self.unit_of(&key);
+        let auth = self.units.get(unit).map_or(AuthPolicy::None, |u| u.auth);
         if self.config.dialect == CloudDialect::Sdk
             && matches!(request.method, Method::DhPost | Method::DhGet)
         {
             // FIELD-NOTES C9: the DMSS cloud refuses the legacy layout.
-            return self.answer(
-                Role::Cloud,
-                from,
-                request,
-                forbidden("DevPwd_InvalidDigest"),
-            );
+            return self.answer(via, from, request, forbidden("DevPwd_InvalidDigest"));
         }
         let body = match request.xml_body() {
             Ok(Some(xml)) => ChannelRequest::from_xml(&xml),
-            _ => return self.answer(Role::Cloud, from, request, bad_request()),
+            _ => return self.answer(via, from, request, bad_request()),
         };
         let Some(identify) = body
             .identify
             .as_deref()
             .and_then(|t| t.parse::<Identify>().ok())
         else {
-            return self.answer(Role::Cloud, from, request, bad_request());
+            return self.answer(via, from, request, bad_request());
         };
         let local_addr = body.local_addr.clone().unwrap_or_default();
         let verdict = self.verify_auth(&key, &body, &local_addr);
         let device_key = match verdict {
             AuthVerdict::Valid(k) => Some(k),
-            AuthVerdict::Missing if self.config.auth == AuthPolicy::None => None,
+            AuthVerdict::Missing if auth == AuthPolicy::None => None,
             AuthVerdict::Missing | AuthVerdict::WrongSalt => {
                 self.stats.rejected_device_auth += 1;
-                return self.answer(Role::Cloud, from, request, forbidden("DevPwd_InvalidSalt"));
+                return self.answer(via, from, request, forbidden("DevPwd_InvalidSalt"));
             }
             AuthVerdict::WrongDigest => {
                 self.stats.rejected_device_auth += 1;
-                return self.answer(
-                    Role::Cloud,
-                    from,
-                    request,
-                    forbidden("DevPwd_InvalidDigest"),
-                );
+                return self.answer(via, from, request, forbidden("DevPwd_InvalidDigest"));
             }
         };
         let cseq = request.cseq().unwrap_or(0);
-        self.answer(Role::Cloud, from, request, Response::new(100, "Trying"));
+        self.answer(via, from, request, Response::new(100, "Trying"));
         // The device's own answer forms: with auth, a nonce and an encrypted
         // LocalAddr (DH-P2P §4); PubAddr always plain.
-        let device_addr = self.addrs.device;
+        let device_addr = self
+            .device_addrs
+            .get(unit)
+            .copied()
+            .unwrap_or(self.addrs.device);
         let mut answer_body = String::from("<body>");
         match &device_key {
             Some(k) => {
@@ -283,7 +340,14 @@ impl Emulator {
             Response::new(200, "Server Nat Info!").with_body(answer_body.into_bytes()),
         );
         let due = now + self.config.trying_delay;
-        self.transmit_at(due, Role::Cloud, from, answer.encode());
+        let answer = Transmit {
+            from: Role::Cloud,
+            index: cloud,
+            leg: None,
+            to: from,
+            payload: answer.encode(),
+        };
+        self.transmit_at(due, answer);
         // A retransmitted request (same source, same CSeq) is answered again
         // but does not start a second punch.
         let grant = ChannelGrant {
@@ -294,12 +358,18 @@ impl Emulator {
             cseq,
             granted_at: due,
         };
-        self.grant_channel(now, grant);
-        let _ = unix;
+        self.grant_channel(now, unit, grant);
     }
 
-    fn relay_channel(&mut self, now: Instant, from: SocketAddr, request: &Request, serial: String) {
-        let Some(key) = self.online_serial(now, &serial) else {
+    fn relay_channel(
+        &mut self,
+        now: Instant,
+        cloud: usize,
+        from: SocketAddr,
+        request: &Request,
+        serial: String,
+    ) {
+        let Some(key) = self.registered_serial(now, cloud, &serial) else {
             // Nothing comes back from main either way; an unknown device
             // simply never joins the agent.
             return;
@@ -308,7 +378,9 @@ impl Emulator {
             Ok(Some(xml)) => ChannelRequest::from_xml(&xml),
             _ => return,
         };
-        if body.dev_auth.is_some() || self.config.auth == AuthPolicy::Required {
+        let unit = self.unit_of(&key);
+        let auth = self.units.get(unit).map_or(AuthPolicy::None, |u| u.auth);
+        if body.dev_auth.is_some() || auth == AuthPolicy::Required {
             // relay-channel signs an empty payload with the device's nonce
             // (or a fresh one, MF): verify_auth takes whatever nonce came.
             if !matches!(self.verify_auth(&key, &body, ""), AuthVerdict::Valid(_)) {
@@ -341,8 +413,14 @@ impl Emulator {
             lease.notified_at = Some(now);
         }
         // The agent's notification, from the agent's own address.
-        let note = Response::new(200, "Server Nat Info!").encode();
-        self.transmit_at(now + self.config.trying_delay, Role::Agent, client, note);
+        let note = Transmit {
+            from: Role::Agent,
+            index: 0,
+            leg: None,
+            to: client,
+            payload: Response::new(200, "Server Nat Info!").encode(),
+        };
+        self.transmit_at(now + self.config.trying_delay, note);
     }
 
     fn relay_agent(&mut self, from: SocketAddr) -> Response {
@@ -399,6 +477,28 @@ impl Emulator {
                 forbidden("InvalidToken")
             }
         }
+    }
+}
+
+/// A short name of an endpoint for the request counts (no serial or token).
+fn endpoint_name(endpoint: &Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ProbeP2pSrv => "/probe/p2psrv",
+        Endpoint::OnlineP2pSrv { .. } => "/online/p2psrv",
+        Endpoint::ProbeDevice { .. } => "/probe/device",
+        Endpoint::InfoDevice { .. } => "/info/device",
+        Endpoint::OnlineRelay => "/online/relay",
+        Endpoint::OnlineStun => "/online/stun",
+        Endpoint::P2pStunProbe => "/p2p/stun/probe",
+        Endpoint::P2pChannel { .. } => "p2p-channel",
+        Endpoint::RelayChannel { .. } => "relay-channel",
+        Endpoint::LocalChannel { .. } => "local-channel",
+        Endpoint::TcpRelayChannel { .. } => "tcprelay-channel",
+        Endpoint::TcpRelayClientBind => "tcprelay-client-bind",
+        Endpoint::RelayAgent => "/relay/agent",
+        Endpoint::RelayStart { .. } => "/relay/start",
+        Endpoint::RelayUnbind { .. } => "/relay/unbind",
+        Endpoint::Other(_) => "other",
     }
 }
 

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::config::{AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, Service};
+use super::config::{
+    AuthPolicy, CloudDialect, DeviceSpec, EmulatorConfig, FleetFile, Mode, RefuseBind, Service,
+};
 use super::driver::{self, DriverOptions};
+use super::report;
 use crate::net::faults::FaultConfig;
 use crate::net::record::Recorder;
 
@@ -96,6 +99,8 @@ Examples:
   dhp2p emulate-device --cloud-port 0 --serial ABC123 --serial DEF456
   # A device that demands authentication, over a lossy network, recorded:
   dhp2p emulate-device --auth required --loss 5 --reorder 5 --dup 2 --record emu.pcap
+  # A fleet: devices that behave differently (docs/EMULATOR.md, \"Fleet\"):
+  dhp2p emulate-device --cloud-port 0 --device CAM00000000001 --device CAM00000000002,mode=relay-only,loss=5
   # Reach the built-in RTSP service without the tunnel:
   dhp2p emulate-device --expose 554=127.0.0.1:8554
   ffprobe rtsp://admin:admin@127.0.0.1:8554/cam/realmonitor?channel=1&subtype=0
@@ -198,6 +203,16 @@ pub struct EmulateArgs {
     /// Serve the same pcap stream live over TCP (a bare port means 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub tap: Option<ListenAddr>,
+    /// One more device with its own socket; keys left out take the flags
+    /// above (repeatable; see docs/EMULATOR.md, "Fleet").
+    #[arg(
+        long = "device",
+        value_name = "SN[,auth=none|required][,password=P][,mode=M][,loss=N][,dup=N][,reorder=N][,delay=MS][,vanish-after=S][,vanish-for=S][,max-realms=N][,cloud=PROFILE]"
+    )]
+    pub devices: Vec<DeviceSpec>,
+    /// Devices from a TOML file: `[[device]]` tables with the keys of --device.
+    #[arg(long, value_name = "FILE.toml")]
+    pub fleet: Option<PathBuf>,
 }
 
 fn secs(s: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -208,8 +223,17 @@ fn secs(s: f64, flag: &str) -> anyhow::Result<Duration> {
 impl EmulateArgs {
     /// The emulator configuration these flags describe.
     pub fn config(&self) -> anyhow::Result<EmulatorConfig> {
-        let mut config = EmulatorConfig::default();
-        if !self.serials.is_empty() {
+        let mut config = EmulatorConfig {
+            fleet: self.devices.clone(),
+            ..EmulatorConfig::default()
+        };
+        if let Some(path) = &self.fleet {
+            config
+                .fleet
+                .extend(FleetFile::load(path).map_err(anyhow::Error::msg)?.device);
+        }
+        if !self.serials.is_empty() || !config.fleet.is_empty() {
+            // With a fleet, the demo device is only there when asked for.
             config.serials = self.serials.clone();
         }
         config.username = self.username.clone();
@@ -280,70 +304,58 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         clip_once: args.clip_once,
     };
-    let serials = config.serials.join(",");
-    let emu = driver::start(config, options).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot start the emulator: {e} (is UDP port {} free? try --cloud-port 0)",
-            args.cloud_port
-        )
-    })?;
-    let a = emu.addrs;
-    let mut ready = format!(
-        "ready cloud={} serial={serials} p2psrv={} relay={} agent={} device={}",
-        a.cloud, a.p2psrv, a.relay, a.agent, a.device
-    );
-    for (port, addr) in &emu.exposed {
-        ready.push_str(&format!(" svc{port}={addr}"));
-    }
-    if let Some(tap) = tap {
-        ready.push_str(&format!(" tap={tap}"));
-    }
-    println!("{ready}");
+    let signal = wait_for_signal();
+    let emu = driver::start(config, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", report::start_hint(&e)))?;
+    println!("{}", report::ready_line(&emu, tap));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    signal.await;
     tracing::info!("stopping");
     let finished = emu.stop().await;
-    recorder.finish().await?;
-    for realm in &finished.realms {
-        eprintln!("{}", serde_json::to_string(realm)?);
+    let record_error = recorder.finish().await.err();
+    for line in report::exit_lines(&finished, recorder.frames_written())? {
+        eprintln!("{line}");
     }
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "datagrams_in": finished.stats.datagrams_in,
-            "datagrams_out": finished.stats.datagrams_out,
-            "recorded": recorder.frames_written(),
-            "injected": {
-                "dropped": finished.faults_out.dropped + finished.faults_in.dropped,
-                "duplicated": finished.faults_out.duplicated + finished.faults_in.duplicated,
-                "reordered": finished.faults_out.reordered + finished.faults_in.reordered,
-            },
-            "stats": finished.stats,
-        })
-    );
-    Ok(())
+    match (record_error, &args.record) {
+        // Logged when it happened; the report above is complete anyway.
+        (Some(e), Some(path)) => Err(anyhow::anyhow!(
+            "--record {}: the recording stopped early: {e}",
+            path.display()
+        )),
+        (Some(e), None) => Err(anyhow::anyhow!("the capture stopped early: {e}")),
+        (None, _) => Ok(()),
+    }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when first awaited: call it before announcing readiness, so a
+/// signal sent right after the ready line is not fatal.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

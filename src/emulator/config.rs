@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::net::faults::FaultConfig;
+
 /// Whether the device demands device-level authentication on p2p-channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthPolicy {
@@ -127,6 +129,9 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// `DevVersion` answered by /info/device.
     pub dev_version: String,
+    /// More devices, each with its own socket and settings (`--device`,
+    /// `--fleet`); see [`EmulatorConfig::units`].
+    pub fleet: Vec<DeviceSpec>,
 }
 
 impl Default for EmulatorConfig {
@@ -154,6 +159,7 @@ impl Default for EmulatorConfig {
             device_heartbeat: Duration::from_secs(5),
             seed: 1,
             dev_version: "6.7.11".to_string(),
+            fleet: Vec::new(),
         }
     }
 }
@@ -166,4 +172,342 @@ pub struct RoleAddrs {
     pub relay: SocketAddr,
     pub agent: SocketAddr,
     pub device: SocketAddr,
+}
+
+/// One device of a fleet (`--device SERIAL,key=value,…` or a `[[device]]`
+/// table of `--fleet FILE.toml`). Keys left out take the global flags' value.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeviceSpec {
+    pub serial: String,
+    #[serde(default, deserialize_with = "de_from_str")]
+    pub auth: Option<AuthPolicy>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "de_from_str")]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub loss: Option<f64>,
+    #[serde(default)]
+    pub dup: Option<f64>,
+    #[serde(default)]
+    pub reorder: Option<f64>,
+    /// Milliseconds.
+    #[serde(default)]
+    pub delay: Option<u64>,
+    /// Seconds.
+    #[serde(default)]
+    pub vanish_after: Option<f64>,
+    /// Seconds.
+    #[serde(default)]
+    pub vanish_for: Option<f64>,
+    #[serde(default)]
+    pub max_realms: Option<usize>,
+    /// The cloud this device is registered with: a profile name
+    /// (codec/identity.rs). Unset: the main cloud (`--cloud-port`).
+    #[serde(default)]
+    pub cloud: Option<String>,
+}
+
+fn de_from_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+impl FromStr for AuthPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(AuthPolicy::None),
+            "required" => Ok(AuthPolicy::Required),
+            other => Err(format!("auth {other:?}: expected none or required")),
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(Mode::Direct),
+            "relay-only" => Ok(Mode::RelayOnly),
+            "offline" => Ok(Mode::Offline),
+            other => Err(format!(
+                "mode {other:?}: expected direct, relay-only or offline"
+            )),
+        }
+    }
+}
+
+/// Characters a serial may have (real ones are 15–20 capitals and digits).
+fn check_serial(serial: &str) -> Result<(), String> {
+    let ok = !serial.is_empty()
+        && serial.len() <= 64
+        && serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "serial {serial:?}: expected 1-64 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
+fn parse_value<T: FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key}={value:?} is not a valid {key}"))
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    /// `SERIAL[,key=value…]`, keys as in the TOML file.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(',');
+        let serial = parts.next().unwrap_or_default().trim().to_string();
+        let mut spec = DeviceSpec {
+            serial,
+            ..DeviceSpec::default()
+        };
+        for part in parts {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected KEY=VALUE"))?;
+            match key {
+                "auth" => spec.auth = Some(value.parse()?),
+                "password" => spec.password = Some(value.to_string()),
+                "mode" => spec.mode = Some(value.parse()?),
+                "loss" => spec.loss = Some(parse_value(key, value)?),
+                "dup" => spec.dup = Some(parse_value(key, value)?),
+                "reorder" => spec.reorder = Some(parse_value(key, value)?),
+                "delay" => spec.delay = Some(parse_value(key, value)?),
+                "vanish-after" => spec.vanish_after = Some(parse_value(key, value)?),
+                "vanish-for" => spec.vanish_for = Some(parse_value(key, value)?),
+                "max-realms" => spec.max_realms = Some(parse_value(key, value)?),
+                "cloud" => spec.cloud = Some(value.to_string()),
+                other => {
+                    return Err(format!(
+                        "unknown device key {other:?}: expected auth, password, mode, loss, dup, \
+                         reorder, delay, vanish-after, vanish-for, max-realms or cloud"
+                    ))
+                }
+            }
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl DeviceSpec {
+    /// Checks what parsing cannot: the serial, percentages, durations, the cloud.
+    pub fn validate(&self) -> Result<(), String> {
+        check_serial(&self.serial)?;
+        for (key, pct) in [
+            ("loss", self.loss),
+            ("dup", self.dup),
+            ("reorder", self.reorder),
+        ] {
+            if pct.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+                return Err(format!(
+                    "{}: {key} must be a percentage from 0 to 100",
+                    self.serial
+                ));
+            }
+        }
+        for (key, secs) in [
+            ("vanish-after", self.vanish_after),
+            ("vanish-for", self.vanish_for),
+        ] {
+            if secs.is_some_and(|s| Duration::try_from_secs_f64(s).is_err()) {
+                return Err(format!(
+                    "{}: {key} must be a duration in seconds",
+                    self.serial
+                ));
+            }
+        }
+        if self
+            .delay
+            .is_some_and(|ms| Duration::from_millis(ms) > crate::net::faults::MAX_DELAY)
+        {
+            return Err(format!("{}: delay is too long", self.serial));
+        }
+        if let Some(cloud) = &self.cloud {
+            if crate::codec::identity::by_name(cloud).is_none() {
+                return Err(format!(
+                    "{}: unknown cloud {cloud:?}: want one of easy4ip, easy4ip-retired, amcrest, dmss",
+                    self.serial
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `--fleet FILE.toml`: `[[device]]` tables with the keys of [`DeviceSpec`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    #[serde(default)]
+    pub device: Vec<DeviceSpec>,
+}
+
+impl FleetFile {
+    /// Parses a fleet file's text; errors name the line, column and key.
+    pub fn parse(text: &str) -> Result<FleetFile, String> {
+        let fleet: FleetFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        for spec in &fleet.device {
+            spec.validate()?;
+        }
+        Ok(fleet)
+    }
+
+    /// Reads and parses `path`; errors name the file.
+    pub fn load(path: &std::path::Path) -> Result<FleetFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--fleet {}: {e}", path.display()))?;
+        FleetFile::parse(&text).map_err(|e| format!("--fleet {}: {e}", path.display()))
+    }
+}
+
+/// What one emulated device (with its own UDP socket) is: its serials and
+/// the settings that may differ between devices of a fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceUnit {
+    pub serials: Vec<String>,
+    pub auth: AuthPolicy,
+    pub password: String,
+    pub mode: Mode,
+    pub max_realms: usize,
+    pub vanish_after: Option<Duration>,
+    pub vanish_for: Option<Duration>,
+    /// Cloud profile name; `None` = the main cloud.
+    pub cloud: Option<String>,
+    /// Fault overrides; `None` keeps the global `--loss/--dup/--reorder/--delay`.
+    pub loss: Option<f64>,
+    pub dup: Option<f64>,
+    pub reorder: Option<f64>,
+    pub delay: Option<Duration>,
+}
+
+impl DeviceUnit {
+    /// Whether this device's faults differ from the global ones.
+    pub fn has_own_faults(&self) -> bool {
+        self.loss.is_some() || self.dup.is_some() || self.reorder.is_some() || self.delay.is_some()
+    }
+
+    /// This device's faults: its own values over the global ones.
+    pub fn faults(&self, global: &FaultConfig) -> FaultConfig {
+        FaultConfig {
+            loss_pct: self.loss.unwrap_or(global.loss_pct),
+            dup_pct: self.dup.unwrap_or(global.dup_pct),
+            reorder_pct: self.reorder.unwrap_or(global.reorder_pct),
+            delay: self.delay.unwrap_or(global.delay),
+            seed: global.seed,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    /// Every device: the `serials` (one device, today's behaviour) when there
+    /// are any, then one per fleet entry, globals filling what it leaves out.
+    pub fn units(&self) -> Vec<DeviceUnit> {
+        let base = DeviceUnit {
+            serials: self.serials.clone(),
+            auth: self.auth,
+            password: self.password.clone(),
+            mode: self.mode,
+            max_realms: self.max_realms,
+            vanish_after: self.vanish_after,
+            vanish_for: self.vanish_for,
+            cloud: None,
+            loss: None,
+            dup: None,
+            reorder: None,
+            delay: None,
+        };
+        let mut units = Vec::new();
+        if !self.serials.is_empty() {
+            units.push(base.clone());
+        }
+        for spec in &self.fleet {
+            let secs = |s: Option<f64>| s.and_then(|s| Duration::try_from_secs_f64(s).ok());
+            units.push(DeviceUnit {
+                serials: vec![spec.serial.clone()],
+                auth: spec.auth.unwrap_or(base.auth),
+                password: spec.password.clone().unwrap_or(base.password.clone()),
+                mode: spec.mode.unwrap_or(base.mode),
+                max_realms: spec.max_realms.unwrap_or(base.max_realms),
+                vanish_after: secs(spec.vanish_after).or(base.vanish_after),
+                vanish_for: secs(spec.vanish_for).or(base.vanish_for),
+                cloud: spec.cloud.as_ref().map(|c| c.to_ascii_lowercase()),
+                loss: spec.loss,
+                dup: spec.dup,
+                reorder: spec.reorder,
+                delay: spec.delay.map(Duration::from_millis),
+            });
+        }
+        units
+    }
+
+    /// The cloud profiles devices use besides the main cloud, sorted: each
+    /// gets its own cloud socket (index 1, 2, … after the main cloud's 0).
+    pub fn extra_clouds(&self) -> Vec<String> {
+        let mut clouds: Vec<String> = self.units().into_iter().filter_map(|u| u.cloud).collect();
+        clouds.sort();
+        clouds.dedup();
+        clouds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_spec_from_flag_and_units_take_the_globals_for_missing_keys() {
+        let spec: DeviceSpec = "CAM1,auth=required,password=p,mode=relay-only,loss=5,cloud=amcrest"
+            .parse()
+            .unwrap();
+        let config = EmulatorConfig {
+            serials: Vec::new(),
+            max_realms: 3,
+            fleet: vec![spec, "CAM2".parse().unwrap()],
+            ..EmulatorConfig::default()
+        };
+        let units = config.units();
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].auth, AuthPolicy::Required);
+        assert_eq!(units[0].mode, Mode::RelayOnly);
+        assert_eq!(units[0].password, "p");
+        assert_eq!(units[0].cloud.as_deref(), Some("amcrest"));
+        assert_eq!(units[0].faults(&FaultConfig::none()).loss_pct, 5.0);
+        assert_eq!(units[1].password, "admin");
+        assert_eq!(units[1].max_realms, 3);
+        assert!(!units[1].has_own_faults());
+        assert_eq!(config.extra_clouds(), vec!["amcrest".to_string()]);
+    }
+
+    #[test]
+    fn bad_device_specs_say_what_is_wrong() {
+        for (text, want) in [
+            ("", "serial"),
+            ("CAM1,mode=sideways", "sideways"),
+            ("CAM1,loss=150", "percentage"),
+            ("CAM1,cloud=nowhere", "nowhere"),
+            ("CAM1,colour=red", "colour"),
+            ("CAM1,loss", "KEY=VALUE"),
+            ("CAM\r\nX,mode=direct", "serial"),
+        ] {
+            let err = text.parse::<DeviceSpec>().unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let err = FleetFile::parse("[[device]]\nserial = \"A\"\nmdoe = \"x\"\n").unwrap_err();
+        assert!(err.contains("mdoe") && err.contains("line 3"), "{err}");
+    }
 }

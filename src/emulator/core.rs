@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use super::config::{EmulatorConfig, RoleAddrs};
+use super::config::{DeviceUnit, EmulatorConfig, RoleAddrs};
 use super::device::Peer;
 use crate::codec::classify::{kind_of, Kind};
 use crate::codec::crypto;
@@ -53,8 +53,23 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Transmit {
     pub from: Role,
+    /// Which socket of the role: the device's index for [`Role::Device`],
+    /// the cloud's (0 = main) for [`Role::Cloud`], else 0.
+    pub index: usize,
+    /// The device whose faults this datagram travels through, if any.
+    pub leg: Option<usize>,
     pub to: SocketAddr,
     pub payload: Vec<u8>,
+}
+
+/// Addresses of the sockets a fleet adds to [`RoleAddrs`]: one per device
+/// after the first, one per extra cloud profile after the main cloud.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetAddrs {
+    /// Device sockets of devices 1, 2, … (device 0 is `RoleAddrs::device`).
+    pub devices: Vec<SocketAddr>,
+    /// Cloud sockets of [`EmulatorConfig::extra_clouds`], in that order.
+    pub clouds: Vec<SocketAddr>,
 }
 
 /// Identifies one realm's TCP connection behind the device.
@@ -63,9 +78,13 @@ pub type ConnId = u64;
 /// What the core asks the driver to do on the TCP side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TcpCommand {
-    /// Connect to the service behind device port `port`; answer with
-    /// [`Emulator::tcp_connected`].
-    Connect { conn: ConnId, port: u16 },
+    /// Connect to the service behind device `device`'s port `port`; answer
+    /// with [`Emulator::tcp_connected`].
+    Connect {
+        conn: ConnId,
+        port: u16,
+        device: usize,
+    },
     /// Write stream bytes to the service.
     Write { conn: ConnId, bytes: Vec<u8> },
     /// Allow `bytes` more bytes to be read from the service.
@@ -104,6 +123,8 @@ pub struct Lease {
 #[derive(Debug, Clone)]
 pub struct DeviceState {
     pub serial: String,
+    /// Index of the device (socket and settings) in [`EmulatorConfig::units`].
+    pub unit: usize,
     pub salt: String,
     pub info_blob: String,
     pub last_nonce: Option<String>,
@@ -113,7 +134,8 @@ pub struct DeviceState {
 /// agent of a lease (relay mode).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PeerKey {
-    Direct(SocketAddr),
+    /// A punched client of device `.0`.
+    Direct(usize, SocketAddr),
     Relay(String),
 }
 
@@ -133,6 +155,8 @@ pub struct EmulatorStats {
     pub realms_opened: u64,
     pub binds_refused: u64,
     pub vanished_drops: u64,
+    /// Client DATA left unacknowledged because the services lag behind.
+    pub data_deferred: u64,
 }
 
 /// Per-realm figures printed as one JSON line each on exit.
@@ -154,6 +178,13 @@ pub struct RealmReport {
 pub struct Emulator {
     pub(super) config: EmulatorConfig,
     pub(super) addrs: RoleAddrs,
+    pub(super) units: Vec<DeviceUnit>,
+    pub(super) device_addrs: Vec<SocketAddr>,
+    /// Profiles of the cloud sockets 1, 2, … (0 is the main cloud).
+    pub(super) cloud_names: Vec<String>,
+    /// Requests per `socket endpoint` (the shutdown totals).
+    pub(super) request_counts: BTreeMap<String, u64>,
+    pub(super) request_log: VecDeque<String>,
     pub(super) start: Instant,
     pub(super) last_unix: i64,
     pub(super) rng: SmallRng,
@@ -175,9 +206,34 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn new(config: EmulatorConfig, addrs: RoleAddrs, now: Instant, unix: i64) -> Self {
+        Self::with_fleet(config, addrs, FleetAddrs::default(), now, unix)
+    }
+
+    /// An emulator whose fleet devices and extra clouds have their own
+    /// sockets (missing addresses fall back to the first device's, the main
+    /// cloud's).
+    pub fn with_fleet(
+        config: EmulatorConfig,
+        addrs: RoleAddrs,
+        fleet: FleetAddrs,
+        now: Instant,
+        unix: i64,
+    ) -> Self {
         let mut rng = SmallRng::seed_from_u64(config.seed);
         let mut devices = BTreeMap::new();
-        for serial in &config.serials {
+        let units = config.units();
+        let device_addrs: Vec<SocketAddr> = (0..units.len())
+            .map(|i| match i {
+                0 => addrs.device,
+                i => fleet.devices.get(i - 1).copied().unwrap_or(addrs.device),
+            })
+            .collect();
+        let cloud_names = config.extra_clouds();
+        let serials = units
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| u.serials.iter().map(move |s| (i, s)));
+        for (unit, serial) in serials {
             let salt: String = (0..32)
                 .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
                 .collect();
@@ -200,6 +256,7 @@ impl Emulator {
                 serial.to_ascii_uppercase(),
                 DeviceState {
                     serial: serial.clone(),
+                    unit,
                     salt,
                     info_blob: crypto::encrypt_info(&info),
                     last_nonce: None,
@@ -209,6 +266,11 @@ impl Emulator {
         Emulator {
             config,
             addrs,
+            units,
+            device_addrs,
+            cloud_names,
+            request_counts: BTreeMap::new(),
+            request_log: VecDeque::new(),
             start: now,
             last_unix: unix,
             rng,
@@ -248,16 +310,45 @@ impl Emulator {
             .map(|d| d.salt.as_str())
     }
 
-    /// Whether the device has fallen silent (`--vanish-after/--vanish-for`).
+    /// Whether the (first) device has fallen silent (`--vanish-after/--vanish-for`).
     pub fn vanished(&self, now: Instant) -> bool {
-        let Some(after) = self.config.vanish_after else {
+        self.unit_vanished(0, now)
+    }
+
+    /// Whether device `unit` has fallen silent.
+    pub fn unit_vanished(&self, unit: usize, now: Instant) -> bool {
+        let Some(u) = self.units.get(unit) else {
+            return false;
+        };
+        let Some(after) = u.vanish_after else {
             return false;
         };
         let t = now.saturating_duration_since(self.start);
-        t >= after && self.config.vanish_for.is_none_or(|f| t < after + f)
+        t >= after && u.vanish_for.is_none_or(|f| t < after + f)
     }
 
-    /// Handles one datagram that reached `role`'s socket.
+    /// The devices (serials and settings), in socket order.
+    pub fn units(&self) -> &[DeviceUnit] {
+        &self.units
+    }
+
+    /// Requests answered so far, per `socket endpoint`.
+    pub fn request_counts(&self) -> &BTreeMap<String, u64> {
+        &self.request_counts
+    }
+
+    /// The device whose faults a datagram reaching `role`'s socket `index`
+    /// from `from` travels through: the device's own socket, or the agent
+    /// leg of a lease a device joined.
+    pub fn leg_of(&self, role: Role, index: usize, from: SocketAddr) -> Option<usize> {
+        match role {
+            Role::Device => Some(index),
+            Role::Agent => self.agent_leg(from),
+            _ => None,
+        }
+    }
+
+    /// Handles one datagram that reached `role`'s (first) socket.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -266,12 +357,26 @@ impl Emulator {
         from: SocketAddr,
         bytes: &[u8],
     ) {
+        self.handle_datagram_on(now, unix, role, 0, from, bytes)
+    }
+
+    /// Handles one datagram that reached socket `index` of `role` (see
+    /// [`Transmit::index`]).
+    pub fn handle_datagram_on(
+        &mut self,
+        now: Instant,
+        unix: i64,
+        role: Role,
+        index: usize,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
         self.last_unix = unix;
         self.stats.datagrams_in += 1;
         match (role, kind_of(bytes)) {
-            (_, Kind::Cloud) => self.handle_text(now, unix, role, from, bytes),
-            (Role::Device, Kind::Punch | Kind::Ptcp) => {
-                self.handle_device(now, PeerKey::Direct(from), bytes)
+            (_, Kind::Cloud) => self.handle_text(now, unix, role, index, from, bytes),
+            (Role::Device, Kind::Punch | Kind::Ptcp) if index < self.units.len() => {
+                self.handle_device(now, PeerKey::Direct(index, from), bytes)
             }
             (Role::Agent, Kind::Ptcp) => self.handle_agent(now, from, bytes),
             _ => self.stats.dropped_binary += 1,
@@ -322,23 +427,37 @@ impl Emulator {
         self.log.pop_front()
     }
 
-    pub(super) fn transmit(&mut self, from: Role, to: SocketAddr, payload: Vec<u8>) {
-        self.transmits.push_back(Transmit { from, to, payload });
+    /// Next line of the request log: one per cloud request, with its time.
+    pub fn poll_request_log(&mut self) -> Option<String> {
+        self.request_log.pop_front()
     }
 
-    pub(super) fn transmit_at(
+    pub(super) fn transmit_via(
         &mut self,
-        at: Instant,
         from: Role,
+        index: usize,
+        leg: Option<usize>,
         to: SocketAddr,
         payload: Vec<u8>,
     ) {
+        self.transmits.push_back(Transmit {
+            from,
+            index,
+            leg,
+            to,
+            payload,
+        });
+    }
+
+    pub(super) fn transmit_at(&mut self, at: Instant, t: Transmit) {
         self.delayed_serial += 1;
-        self.delayed.push(Reverse((
-            at,
-            self.delayed_serial,
-            Transmit { from, to, payload },
-        )));
+        self.delayed.push(Reverse((at, self.delayed_serial, t)));
+    }
+
+    pub(super) fn log_request(&mut self, line: String) {
+        if self.request_log.len() < 10_000 {
+            self.request_log.push_back(line);
+        }
     }
 
     pub(super) fn note(&mut self, line: String) {

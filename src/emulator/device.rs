@@ -15,12 +15,15 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Mode, RefuseBind};
 use super::core::{ChannelGrant, ConnId, Emulator, PeerKey, RealmReport, Role, TcpCommand};
-use crate::codec::ptcp::{Body, Packet, Status, FRAGMENT_SIZE};
+use crate::codec::ptcp::{Body, Packet, Status, FRAGMENT_SIZE, HEADER_LEN};
 use crate::codec::punch::{self, MessageType, PunchMessage};
 use crate::session::ptcp::{Event, LmidMode, PtcpConfig, PtcpSession};
 
 /// Bytes a realm may read from its service ahead of the client's ACKs.
 pub const REALM_CREDIT: usize = 1024 * 1024;
+/// Client bytes a session may have delivered but its services not yet
+/// written; beyond it, new DATA is left unacknowledged.
+pub const CLIENT_BACKLOG_LIMIT: usize = 1024 * 1024;
 /// Most peers (punched or relayed clients) kept at once.
 const MAX_PEERS: usize = 1024;
 
@@ -37,6 +40,8 @@ struct Realm {
     state: RealmState,
     bytes_in: u64,
     bytes_out: u64,
+    /// Client bytes handed to the service's writer, not yet written.
+    unwritten: usize,
     sha_in: Sha256,
     sha_out: Sha256,
 }
@@ -56,6 +61,8 @@ struct PunchProgress {
 #[derive(Debug)]
 pub struct Peer {
     serial: String,
+    /// The device (socket and settings) this client talks to.
+    unit: usize,
     /// Where our datagrams go: the device's socket to a punched client, or
     /// the agent's socket to a relayed one.
     dest: (Role, SocketAddr),
@@ -97,6 +104,17 @@ fn report(serial: &str, realm: u32, r: &Realm, status: &'static str) -> RealmRep
     }
 }
 
+/// Whether `datagram` holds a DATA body the session has not received yet.
+fn carries_new_data(session: &PtcpSession, datagram: &[u8]) -> bool {
+    match Packet::decode(datagram) {
+        Ok(p) => {
+            matches!(p.body, Body::Data { .. })
+                && !crate::session::ptcp::seq_lt(p.header.sent, session.recv())
+        }
+        Err(_) => false,
+    }
+}
+
 fn v4(addr: SocketAddr) -> SocketAddrV4 {
     match addr {
         SocketAddr::V4(a) => a,
@@ -121,9 +139,10 @@ impl Emulator {
         }
     }
 
-    fn new_peer(&self, serial: String, dest: (Role, SocketAddr)) -> Peer {
+    fn new_peer(&self, serial: String, unit: usize, dest: (Role, SocketAddr)) -> Peer {
         Peer {
             serial,
+            unit,
             dest,
             channel: None,
             punch: PunchProgress::default(),
@@ -136,9 +155,19 @@ impl Emulator {
         }
     }
 
-    /// The cloud granted a p2p-channel: expect this client's punch.
-    pub(super) fn grant_channel(&mut self, now: Instant, grant: ChannelGrant) {
-        let key = PeerKey::Direct(grant.client);
+    /// Sends from device `unit`'s socket, through its faults.
+    fn device_send(&mut self, unit: usize, to: SocketAddr, payload: Vec<u8>) {
+        self.transmit_via(Role::Device, unit, Some(unit), to, payload);
+    }
+
+    fn unit_mode(&self, unit: usize) -> Mode {
+        self.units.get(unit).map_or(Mode::Direct, |u| u.mode)
+    }
+
+    /// The cloud granted a p2p-channel to device `unit`: expect this
+    /// client's punch.
+    pub(super) fn grant_channel(&mut self, now: Instant, unit: usize, grant: ChannelGrant) {
+        let key = PeerKey::Direct(unit, grant.client);
         if let Some(existing) = self.peers.get(&key) {
             if existing
                 .channel
@@ -152,9 +181,9 @@ impl Emulator {
         if self.peers.len() >= MAX_PEERS {
             self.evict_idle_peer();
         }
-        let mut peer = self.new_peer(grant.serial.clone(), (Role::Device, grant.client));
+        let mut peer = self.new_peer(grant.serial.clone(), unit, (Role::Device, grant.client));
         peer.punch.device_txid = self.rng.gen();
-        if self.config.punch_before_200 && self.config.mode == Mode::Direct {
+        if self.config.punch_before_200 && self.unit_mode(unit) == Mode::Direct {
             // mcw0: device datagrams may arrive before the 200.
             let request = punch::binding_request(
                 punch::MAGIC_COOKIE,
@@ -162,7 +191,7 @@ impl Emulator {
                 grant.identify,
                 v4(grant.client),
             );
-            self.transmit(Role::Device, grant.client, request.encode());
+            self.device_send(unit, grant.client, request.encode());
             peer.punch.proactive_pending = true;
         }
         self.note(format!(
@@ -189,11 +218,15 @@ impl Emulator {
 
     /// A punch or PTCP datagram for the device (direct) or relayed to it.
     pub(super) fn handle_device(&mut self, now: Instant, key: PeerKey, bytes: &[u8]) {
-        if self.vanished(now) {
+        let unit = match &key {
+            PeerKey::Direct(unit, _) => *unit,
+            PeerKey::Relay(_) => self.peers.get(&key).map_or(0, |p| p.unit),
+        };
+        if self.unit_vanished(unit, now) {
             self.stats.vanished_drops += 1;
             return;
         }
-        if matches!(key, PeerKey::Direct(_)) && self.config.mode != Mode::Direct {
+        if matches!(key, PeerKey::Direct(..)) && self.unit_mode(unit) != Mode::Direct {
             // relay-only: the NAT in front of the device lets nothing through.
             self.stats.dropped_binary += 1;
             return;
@@ -216,13 +249,14 @@ impl Emulator {
             return;
         };
         let client = peer.dest.1;
+        let unit = peer.unit;
         let identify = channel.identify;
         let authenticated = channel.authenticated;
         let five = |emu: &mut Emulator, request: &PunchMessage| {
             // Five datagrams the reference clients read and discard.
             let reply = punch::reply_to(request, identify, v4(client)).encode();
             for _ in 0..5 {
-                emu.transmit(Role::Device, client, reply.clone());
+                emu.device_send(unit, client, reply.clone());
             }
         };
         match message.message_type {
@@ -243,7 +277,7 @@ impl Emulator {
                     identify,
                     v4(client),
                 );
-                self.transmit(Role::Device, client, request.encode());
+                self.device_send(unit, client, request.encode());
             }
             MessageType::BindingSuccess => {
                 let request = peer
@@ -261,7 +295,7 @@ impl Emulator {
                     peer.punch.after_success_sent = true;
                     if authenticated {
                         let reply = punch::reply_to(&request, identify, v4(client)).encode();
-                        self.transmit(Role::Device, client, reply);
+                        self.device_send(unit, client, reply);
                     } else {
                         five(self, &request);
                     }
@@ -296,9 +330,18 @@ impl Emulator {
                 peer.serial, peer.dest.1
             ));
         }
-        if let Some(session) = peer.session.as_mut() {
-            session.handle_datagram(now, bytes);
+        let Some(session) = peer.session.as_mut() else {
+            return;
+        };
+        if peer.backlog >= CLIENT_BACKLOG_LIMIT && carries_new_data(session, bytes) {
+            // The services are not taking what the client sends: take its
+            // ACK but not its DATA, so it holds the bytes and resends later
+            // (the window closes, as on the tunnel side).
+            self.stats.data_deferred += 1;
+            session.handle_datagram(now, &bytes[..HEADER_LEN]);
+            return;
         }
+        session.handle_datagram(now, bytes);
     }
 
     /// Hands a relayed session over from the agent to the device.
@@ -309,7 +352,8 @@ impl Emulator {
         client: SocketAddr,
         session: PtcpSession,
     ) {
-        let mut peer = self.new_peer(serial, (Role::Agent, client));
+        let unit = self.unit_of(&serial.to_ascii_uppercase());
+        let mut peer = self.new_peer(serial, unit, (Role::Agent, client));
         peer.relayed = true;
         peer.session = Some(session);
         self.stats.sessions += 1;
@@ -340,12 +384,12 @@ impl Emulator {
 
     /// Moves events and datagrams out of every session.
     pub(super) fn pump(&mut self, now: Instant) {
-        let vanished = self.vanished(now);
         let keys: Vec<PeerKey> = self.peers.keys().cloned().collect();
         for key in keys {
             let Some(mut peer) = self.peers.remove(&key) else {
                 continue;
             };
+            let vanished = self.unit_vanished(peer.unit, now);
             self.pump_peer(now, &mut peer, vanished);
             let dead = peer.session.as_ref().is_some_and(PtcpSession::is_dead);
             if dead {
@@ -394,7 +438,12 @@ impl Emulator {
                     self.stats.vanished_drops += 1;
                     continue;
                 }
-                self.transmit(peer.dest.0, peer.dest.1, datagram);
+                let index = if peer.dest.0 == Role::Device {
+                    peer.unit
+                } else {
+                    0
+                };
+                self.transmit_via(peer.dest.0, index, Some(peer.unit), peer.dest.1, datagram);
             }
         }
     }
@@ -433,6 +482,7 @@ impl Emulator {
                 ..
             } => {
                 if let Some(r) = peer.realms.remove(&realm) {
+                    peer.backlog = peer.backlog.saturating_sub(r.unwritten);
                     self.tcp.push_back(TcpCommand::Close { conn: r.conn });
                     self.conns.remove(&r.conn);
                     Self::send_body(peer, &Body::status(realm, Status::Disc));
@@ -449,6 +499,7 @@ impl Emulator {
                     if r.state == RealmState::Open {
                         r.bytes_in += payload.len() as u64;
                         r.sha_in.update(payload);
+                        r.unwritten += payload.len();
                         peer.backlog += payload.len();
                         self.tcp.push_back(TcpCommand::Write {
                             conn: r.conn,
@@ -476,7 +527,11 @@ impl Emulator {
             }
             return;
         }
-        if peer.realms.len() >= self.config.max_realms {
+        let max_realms = self
+            .units
+            .get(peer.unit)
+            .map_or(self.config.max_realms, |u| u.max_realms);
+        if peer.realms.len() >= max_realms {
             self.stats.binds_refused += 1;
             self.note(format!(
                 "{}: BIND 0x{realm:08x} refused: {} realms open (--max-realms)",
@@ -506,12 +561,17 @@ impl Emulator {
                 state: RealmState::Connecting,
                 bytes_in: 0,
                 bytes_out: 0,
+                unwritten: 0,
                 sha_in: Sha256::new(),
                 sha_out: Sha256::new(),
             },
         );
         self.stats.realms_opened += 1;
-        self.tcp.push_back(TcpCommand::Connect { conn, port });
+        self.tcp.push_back(TcpCommand::Connect {
+            conn,
+            port,
+            device: peer.unit,
+        });
     }
 
     fn key_of(&self, peer: &Peer) -> PeerKey {
@@ -524,7 +584,7 @@ impl Emulator {
                 .unwrap_or_default();
             PeerKey::Relay(token)
         } else {
-            PeerKey::Direct(peer.dest.1)
+            PeerKey::Direct(peer.unit, peer.dest.1)
         }
     }
 
@@ -535,6 +595,7 @@ impl Emulator {
             self.reports.push(report(&peer.serial, realm, &r, why));
         }
         peer.credits.clear();
+        peer.backlog = 0;
     }
 
     fn with_conn(
@@ -606,8 +667,12 @@ impl Emulator {
 
     /// The service wrote `bytes` of what the client sent (for `pid`).
     pub fn tcp_written(&mut self, now: Instant, conn: ConnId, bytes: usize) {
-        self.with_conn(now, conn, |_, peer, _| {
-            peer.backlog = peer.backlog.saturating_sub(bytes);
+        self.with_conn(now, conn, |_, peer, realm| {
+            if let Some(r) = peer.realms.get_mut(&realm) {
+                let n = bytes.min(r.unwritten);
+                r.unwritten -= n;
+                peer.backlog = peer.backlog.saturating_sub(n);
+            }
         });
     }
 
@@ -615,6 +680,7 @@ impl Emulator {
     pub fn tcp_closed(&mut self, now: Instant, conn: ConnId) {
         self.with_conn(now, conn, |emu, peer, realm| {
             if let Some(r) = peer.realms.remove(&realm) {
+                peer.backlog = peer.backlog.saturating_sub(r.unwritten);
                 emu.conns.remove(&conn);
                 Self::send_body(peer, &Body::status(realm, Status::Disc));
                 emu.note(format!(

@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::config::{EmulatorConfig, RoleAddrs, Service};
-use super::core::{ConnId, Emulator, EmulatorStats, RealmReport, Role, TcpCommand};
+use super::config::{DeviceUnit, EmulatorConfig, RoleAddrs, Service};
+use super::core::{ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand};
 use super::rtsp::{self, RtspConfig};
 use crate::codec::classify::{kind_of, Kind};
 use crate::net::faults::{FaultConfig, FaultLink, FaultStats, FaultySender};
@@ -60,15 +60,31 @@ pub struct Finished {
     /// Injected faults: outbound (device, agent legs) and inbound.
     pub faults_out: FaultStats,
     pub faults_in: FaultStats,
+    /// Requests per `socket endpoint` (e.g. `cloud.amcrest /online/p2psrv`).
+    pub requests: BTreeMap<String, u64>,
+}
+
+/// One device of the running emulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningDevice {
+    pub serials: Vec<String>,
+    /// Its own UDP socket (`PubAddr`, punches).
+    pub addr: SocketAddr,
+    /// Device port → where that service listens (on loopback).
+    pub services: BTreeMap<u16, SocketAddr>,
 }
 
 /// A running emulator: its addresses and a way to stop it.
 pub struct RunningEmulator {
     pub addrs: RoleAddrs,
-    /// Device port → where that service listens (on loopback).
+    /// Device port → where the first device's service listens (on loopback).
     pub services: BTreeMap<u16, SocketAddr>,
-    /// `--expose` listeners actually bound.
+    /// `--expose` listeners actually bound (to the first device's services).
     pub exposed: Vec<(u16, SocketAddr)>,
+    /// Every device, in the order of [`EmulatorConfig::units`].
+    pub devices: Vec<RunningDevice>,
+    /// The extra clouds (profile name, socket), besides the main one.
+    pub clouds: Vec<(String, SocketAddr)>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Finished>,
 }
@@ -86,9 +102,49 @@ impl RunningEmulator {
                 realms: Vec::new(),
                 faults_out: FaultStats::default(),
                 faults_in: FaultStats::default(),
+                requests: BTreeMap::new(),
             },
         }
     }
+}
+
+/// A socket the emulator could not open: which one, where, and why.
+#[derive(Debug)]
+pub struct BindError {
+    /// What the socket is for ("main cloud", "cloud amcrest", "device X",
+    /// "--expose 554").
+    pub what: String,
+    pub proto: &'static str,
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot listen on {} {} ({}): {}",
+            self.proto, self.addr, self.what, self.source
+        )
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn bind_error(what: String, proto: &'static str, addr: SocketAddr, source: io::Error) -> io::Error {
+    io::Error::new(
+        source.kind(),
+        BindError {
+            what,
+            proto,
+            addr,
+            source,
+        },
+    )
 }
 
 enum TcpEvent {
@@ -127,8 +183,10 @@ async fn spawn_echo() -> io::Result<SocketAddr> {
 }
 
 /// Listens on `addr` and pipes each connection to `target`.
-async fn spawn_expose(addr: SocketAddr, target: SocketAddr) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
+async fn spawn_expose(port: u16, addr: SocketAddr, target: SocketAddr) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| bind_error(format!("--expose {port}"), "TCP", addr, e))?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
@@ -142,41 +200,30 @@ async fn spawn_expose(addr: SocketAddr, target: SocketAddr) -> io::Result<Socket
     Ok(bound)
 }
 
-/// Binds every role, starts the services and runs the core until stopped.
-pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result<RunningEmulator> {
-    let bind = |port: u16| UdpSocket::bind(SocketAddr::new(options.listen, port));
-    let sockets = [
-        bind(options.cloud_port).await?,
-        bind(0).await?,
-        bind(0).await?,
-        bind(0).await?,
-        bind(0).await?,
-    ];
-    for s in &sockets {
-        crate::net::enlarge_buffers(s);
-    }
-    let addrs = RoleAddrs {
-        cloud: sockets[0].local_addr()?,
-        p2psrv: sockets[1].local_addr()?,
-        relay: sockets[2].local_addr()?,
-        agent: sockets[3].local_addr()?,
-        device: sockets[4].local_addr()?,
-    };
+/// The services of one device: echo and forwards shared, a built-in RTSP
+/// server with that device's credentials.
+async fn start_services(
+    config: &EmulatorConfig,
+    unit: &DeviceUnit,
+    shared: &mut BTreeMap<u16, SocketAddr>,
+    clip_once: bool,
+) -> io::Result<BTreeMap<u16, SocketAddr>> {
     let mut services = BTreeMap::new();
     for (port, service) in &config.services {
         let addr = match service {
-            Service::Echo => spawn_echo().await?,
             Service::BuiltinRtsp => {
-                let serial = config.serials.first().cloned().unwrap_or_default();
+                let serial = unit.serials.first().cloned().unwrap_or_default();
                 let mut rtsp = RtspConfig::new(
                     config.username.clone(),
-                    config.password.clone(),
+                    unit.password.clone(),
                     format!("Login to {serial}"),
                 );
-                rtsp.clip_once = options.clip_once;
+                rtsp.clip_once = clip_once;
                 let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
                 rtsp::spawn_listener(loopback, Arc::new(rtsp)).await?.0
             }
+            _ if shared.contains_key(port) => shared[port],
+            Service::Echo => spawn_echo().await?,
             Service::Forward(target) => tokio::net::lookup_host(target.as_str())
                 .await?
                 .next()
@@ -184,8 +231,113 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
                     io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {target}"))
                 })?,
         };
+        if *service != Service::BuiltinRtsp {
+            shared.insert(*port, addr);
+        }
         services.insert(*port, addr);
     }
+    Ok(services)
+}
+
+/// One of the emulator's UDP sockets.
+struct Slot {
+    role: Role,
+    index: usize,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+}
+
+async fn bind_udp(ip: IpAddr, port: u16, what: String) -> io::Result<Arc<UdpSocket>> {
+    let addr = SocketAddr::new(ip, port);
+    let socket = UdpSocket::bind(addr)
+        .await
+        .map_err(|e| bind_error(what, "UDP", addr, e))?;
+    crate::net::enlarge_buffers(&socket);
+    Ok(Arc::new(socket))
+}
+
+/// Binds every role, starts the services and runs the core until stopped.
+pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result<RunningEmulator> {
+    let units = config.units();
+    if units.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no device to emulate: give --serial or --device",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for serial in units.iter().flat_map(|u| &u.serials) {
+        if !seen.insert(serial.to_ascii_uppercase()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("device {serial} is given twice (serials match in any case)"),
+            ));
+        }
+    }
+    let extra_clouds = config.extra_clouds();
+    let ip = options.listen;
+    let mut slots = Vec::new();
+    let mut add = |role, index, socket: Arc<UdpSocket>| -> io::Result<()> {
+        let local = socket.local_addr()?;
+        slots.push(Slot {
+            role,
+            index,
+            socket,
+            local,
+        });
+        Ok(())
+    };
+    add(
+        Role::Cloud,
+        0,
+        bind_udp(ip, options.cloud_port, "main cloud".into()).await?,
+    )?;
+    add(Role::P2pSrv, 0, bind_udp(ip, 0, "P2P server".into()).await?)?;
+    add(Role::Relay, 0, bind_udp(ip, 0, "relay".into()).await?)?;
+    add(Role::Agent, 0, bind_udp(ip, 0, "agent".into()).await?)?;
+    for (i, unit) in units.iter().enumerate() {
+        let what = format!("device {}", unit.serials.join(","));
+        add(Role::Device, i, bind_udp(ip, 0, what).await?)?;
+    }
+    for (i, name) in extra_clouds.iter().enumerate() {
+        add(
+            Role::Cloud,
+            i + 1,
+            bind_udp(ip, 0, format!("cloud {name}")).await?,
+        )?;
+    }
+    let local_of = |role: Role, index: usize| {
+        slots
+            .iter()
+            .find(|s| s.role == role && s.index == index)
+            .map(|s| s.local)
+            .unwrap_or_else(|| SocketAddr::new(ip, 0))
+    };
+    let addrs = RoleAddrs {
+        cloud: local_of(Role::Cloud, 0),
+        p2psrv: local_of(Role::P2pSrv, 0),
+        relay: local_of(Role::Relay, 0),
+        agent: local_of(Role::Agent, 0),
+        device: local_of(Role::Device, 0),
+    };
+    let fleet = FleetAddrs {
+        devices: (1..units.len())
+            .map(|i| local_of(Role::Device, i))
+            .collect(),
+        clouds: (1..=extra_clouds.len())
+            .map(|i| local_of(Role::Cloud, i))
+            .collect(),
+    };
+    let mut shared = BTreeMap::new();
+    let mut devices = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        devices.push(RunningDevice {
+            serials: unit.serials.clone(),
+            addr: local_of(Role::Device, i),
+            services: start_services(&config, unit, &mut shared, options.clip_once).await?,
+        });
+    }
+    let services = devices[0].services.clone();
     let mut exposed = Vec::new();
     for (port, addr) in &options.expose {
         let target = services.get(port).copied().ok_or_else(|| {
@@ -194,62 +346,140 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
                 format!("--expose {port}: no service on device port {port}"),
             )
         })?;
-        exposed.push((*port, spawn_expose(*addr, target).await?));
+        exposed.push((*port, spawn_expose(*port, *addr, target).await?));
     }
+    let clouds = extra_clouds
+        .iter()
+        .cloned()
+        .zip(fleet.clouds.iter().copied())
+        .collect();
     let (stop_tx, stop_rx) = oneshot::channel();
-    let core = Emulator::new(config, addrs, Instant::now(), unix_now());
-    let sockets = sockets.map(Arc::new);
-    let legs = Legs {
-        device: FaultySender::new(
-            sockets[4].clone(),
-            &options.faults,
-            1,
-            options.recorder.clone(),
-        )?,
-        agent: FaultySender::new(
-            sockets[3].clone(),
-            &options.faults,
-            2,
-            options.recorder.clone(),
-        )?,
-        inbound: (!options.faults.is_none()).then(|| FaultLink::new(&options.faults, 3)),
-        recorder: options.recorder.clone(),
-    };
-    let task = tokio::spawn(run(core, sockets, legs, services.clone(), stop_rx));
+    let legs = Legs::new(&units, &slots, &options)?;
+    let core = Emulator::with_fleet(config, addrs, fleet, Instant::now(), unix_now());
+    let service_maps = devices.iter().map(|d| d.services.clone()).collect();
+    let task = tokio::spawn(run(core, slots, legs, service_maps, stop_rx));
     Ok(RunningEmulator {
         addrs,
         services,
         exposed,
+        devices,
+        clouds,
         stop: Some(stop_tx),
         task,
     })
 }
 
-fn role_index(role: Role) -> usize {
-    match role {
-        Role::Cloud => 0,
-        Role::P2pSrv => 1,
-        Role::Relay => 2,
-        Role::Agent => 3,
-        Role::Device => 4,
-    }
+/// Reads one socket into the core's queue; ICMP errors from earlier sends
+/// surface as receive errors and are not fatal.
+fn spawn_reader(
+    slot: usize,
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<(usize, SocketAddr, Vec<u8>)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            if let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                if tx.send((slot, from, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
 }
 
-async fn recv(socket: &UdpSocket, buf: &mut [u8]) -> (usize, Option<SocketAddr>) {
-    match socket.recv_from(buf).await {
-        Ok((n, from)) => (n, Some(from)),
-        // ICMP errors from earlier sends surface here; they are not fatal.
-        Err(_) => (0, None),
-    }
-}
+type Inbound = (Role, usize, SocketAddr, Vec<u8>);
 
-/// The faulty legs and the recorder.
+/// The fault legs: leg 0 has the global faults; a device with faults of its
+/// own gets its own leg. Each leg has an agent sender and an inbound link;
+/// every device socket has its own sender with its device's faults.
 struct Legs {
-    device: FaultySender,
-    agent: FaultySender,
-    /// Inbound faults for datagrams reaching the device and agent.
-    inbound: Option<FaultLink<(Role, SocketAddr, Vec<u8>)>>,
+    device: Vec<FaultySender>,
+    agent: Vec<FaultySender>,
+    inbound: Vec<Option<FaultLink<Inbound>>>,
+    /// Device index → leg.
+    leg_of_unit: Vec<usize>,
     recorder: Recorder,
+}
+
+impl Legs {
+    fn new(units: &[DeviceUnit], slots: &[Slot], options: &DriverOptions) -> io::Result<Legs> {
+        let socket = |role: Role, index: usize| {
+            slots
+                .iter()
+                .find(|s| s.role == role && s.index == index)
+                .map(|s| s.socket.clone())
+                .ok_or_else(|| io::Error::other("socket missing"))
+        };
+        let rec = || options.recorder.clone();
+        let global = options.faults;
+        let mut legs = Legs {
+            device: Vec::new(),
+            agent: vec![FaultySender::new(
+                socket(Role::Agent, 0)?,
+                &global,
+                2,
+                rec(),
+            )?],
+            inbound: vec![(!global.is_none()).then(|| FaultLink::new(&global, 3))],
+            leg_of_unit: Vec::new(),
+            recorder: rec(),
+        };
+        for (i, unit) in units.iter().enumerate() {
+            let faults = unit.faults(&global);
+            // Device 0 keeps today's random streams; others get their own.
+            let stream = 1 + 16 * i as u64;
+            legs.device.push(FaultySender::new(
+                socket(Role::Device, i)?,
+                &faults,
+                stream,
+                rec(),
+            )?);
+            if unit.has_own_faults() {
+                legs.leg_of_unit.push(legs.agent.len());
+                legs.agent.push(FaultySender::new(
+                    socket(Role::Agent, 0)?,
+                    &faults,
+                    stream + 1,
+                    rec(),
+                )?);
+                legs.inbound
+                    .push((!faults.is_none()).then(|| FaultLink::new(&faults, stream + 2)));
+            } else {
+                legs.leg_of_unit.push(0);
+            }
+        }
+        Ok(legs)
+    }
+
+    fn leg(&self, unit: Option<usize>) -> usize {
+        unit.and_then(|u| self.leg_of_unit.get(u).copied())
+            .unwrap_or(0)
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        self.inbound
+            .iter()
+            .flatten()
+            .filter_map(FaultLink::next_release)
+            .min()
+    }
+
+    fn stats_out(&self) -> FaultStats {
+        self.device
+            .iter()
+            .chain(&self.agent)
+            .map(FaultySender::stats)
+            .fold(FaultStats::default(), add_stats)
+    }
+
+    fn stats_in(&self) -> FaultStats {
+        self.inbound
+            .iter()
+            .flatten()
+            .map(FaultLink::stats)
+            .fold(FaultStats::default(), add_stats)
+    }
 }
 
 /// Whether a datagram to or from `role` travels a faulty leg.
@@ -260,39 +490,38 @@ fn on_faulty_leg(role: Role, payload: &[u8]) -> bool {
 
 async fn run(
     mut core: Emulator,
-    sockets: [Arc<UdpSocket>; 5],
+    slots: Vec<Slot>,
     mut legs: Legs,
-    services: BTreeMap<u16, SocketAddr>,
+    services: Vec<BTreeMap<u16, SocketAddr>>,
     mut stop: oneshot::Receiver<()>,
 ) -> Finished {
-    let local: Vec<SocketAddr> = sockets
+    let (udp_tx, mut udp_rx) = mpsc::channel(4096);
+    let readers: Vec<JoinHandle<()>> = slots
         .iter()
-        .map(|s| {
-            s.local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-        })
+        .enumerate()
+        .map(|(i, s)| spawn_reader(i, s.socket.clone(), udp_tx.clone()))
         .collect();
+    drop(udp_tx);
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel::<TcpEvent>();
     let mut conns: BTreeMap<ConnId, Conn> = BTreeMap::new();
-    let mut bufs = [[0u8; 65536]; 5].map(Box::new);
-    let roles = Role::all();
+    let local_of = |role: Role, index: usize| {
+        slots
+            .iter()
+            .find(|s| s.role == role && s.index == index)
+            .map(|s| s.local)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    };
     loop {
         let now = Instant::now();
-        let release = legs.inbound.as_ref().and_then(FaultLink::next_release);
         let sleep_until = core
             .next_timeout()
             .into_iter()
-            .chain(release)
+            .chain(legs.next_release())
             .min()
             .unwrap_or(now + Duration::from_secs(3600));
-        let [b0, b1, b2, b3, b4] = &mut bufs;
         let received = tokio::select! {
             _ = &mut stop => break,
-            r = recv(&sockets[0], &mut b0[..]) => Some((roles[0], r, &b0[..])),
-            r = recv(&sockets[1], &mut b1[..]) => Some((roles[1], r, &b1[..])),
-            r = recv(&sockets[2], &mut b2[..]) => Some((roles[2], r, &b2[..])),
-            r = recv(&sockets[3], &mut b3[..]) => Some((roles[3], r, &b3[..])),
-            r = recv(&sockets[4], &mut b4[..]) => Some((roles[4], r, &b4[..])),
+            Some(datagram) = udp_rx.recv() => Some(datagram),
             Some(ev) = tcp_rx.recv() => {
                 handle_tcp_event(&mut core, &mut conns, &tcp_tx, ev);
                 None
@@ -300,31 +529,33 @@ async fn run(
             _ = tokio::time::sleep_until(sleep_until.into()) => None,
         };
         let now = Instant::now();
-        if let Some((role, (n, Some(from)), buf)) = received {
-            let payload = &buf[..n];
-            match legs.inbound.as_mut() {
-                Some(link) if on_faulty_leg(role, payload) => {
-                    link.push(now, (role, from, payload.to_vec()));
+        if let Some((slot, from, payload)) = received {
+            let Slot {
+                role, index, local, ..
+            } = slots[slot];
+            let leg = legs.leg(core.leg_of(role, index, from));
+            match legs.inbound[leg].as_mut() {
+                Some(link) if on_faulty_leg(role, &payload) => {
+                    link.push(now, (role, index, from, payload));
                 }
                 _ => {
-                    legs.recorder
-                        .record_any(from, local[role_index(role)], payload);
-                    core.handle_datagram(now, unix_now(), role, from, payload);
+                    legs.recorder.record_any(from, local, &payload);
+                    core.handle_datagram_on(now, unix_now(), role, index, from, &payload);
                 }
             }
         }
-        if let Some(link) = legs.inbound.as_mut() {
-            while let Some((role, from, payload)) = link.poll(now) {
+        for link in legs.inbound.iter_mut().flatten() {
+            while let Some((role, index, from, payload)) = link.poll(now) {
                 legs.recorder
-                    .record_any(from, local[role_index(role)], &payload);
-                core.handle_datagram(now, unix_now(), role, from, &payload);
+                    .record_any(from, local_of(role, index), &payload);
+                core.handle_datagram_on(now, unix_now(), role, index, from, &payload);
             }
         }
         core.handle_timeout(now, unix_now());
-        flush(
-            &mut core, &sockets, &legs, &local, &mut conns, &services, &tcp_tx,
-        )
-        .await;
+        flush(&mut core, &slots, &legs, &mut conns, &services, &tcp_tx).await;
+    }
+    for reader in readers {
+        reader.abort();
     }
     for (_, conn) in conns {
         conn.reader.abort();
@@ -332,12 +563,9 @@ async fn run(
     Finished {
         stats: core.stats(),
         realms: core.realm_reports(),
-        faults_out: add_stats(legs.device.stats(), legs.agent.stats()),
-        faults_in: legs
-            .inbound
-            .as_ref()
-            .map(FaultLink::stats)
-            .unwrap_or_default(),
+        faults_out: legs.stats_out(),
+        faults_in: legs.stats_in(),
+        requests: core.request_counts().clone(),
     }
 }
 
@@ -419,34 +647,37 @@ fn handle_tcp_event(
 
 async fn flush(
     core: &mut Emulator,
-    sockets: &[Arc<UdpSocket>; 5],
+    slots: &[Slot],
     legs: &Legs,
-    local: &[SocketAddr],
     conns: &mut BTreeMap<ConnId, Conn>,
-    services: &BTreeMap<u16, SocketAddr>,
+    services: &[BTreeMap<u16, SocketAddr>],
     tcp_tx: &mpsc::UnboundedSender<TcpEvent>,
 ) {
     while let Some(t) = core.poll_transmit() {
         if on_faulty_leg(t.from, &t.payload) {
-            let leg = if t.from == Role::Device {
-                &legs.device
-            } else {
-                &legs.agent
+            let sender = match t.from {
+                Role::Device => legs.device.get(t.index),
+                _ => legs.agent.get(legs.leg(t.leg)),
             };
-            let _ = leg.send_to(&t.payload, t.to).await;
-        } else if sockets[role_index(t.from)]
-            .send_to(&t.payload, t.to)
-            .await
-            .is_ok()
-        {
-            legs.recorder
-                .record_any(local[role_index(t.from)], t.to, &t.payload);
+            if let Some(sender) = sender {
+                let _ = sender.send_to(&t.payload, t.to).await;
+            }
+            continue;
+        }
+        let Some(slot) = slots
+            .iter()
+            .find(|s| s.role == t.from && s.index == t.index)
+        else {
+            continue;
+        };
+        if slot.socket.send_to(&t.payload, t.to).await.is_ok() {
+            legs.recorder.record_any(slot.local, t.to, &t.payload);
         }
     }
     while let Some(cmd) = core.poll_tcp() {
         match cmd {
-            TcpCommand::Connect { conn, port } => {
-                let target = services.get(&port).copied();
+            TcpCommand::Connect { conn, port, device } => {
+                let target = services.get(device).and_then(|s| s.get(&port)).copied();
                 let tx = tcp_tx.clone();
                 tokio::spawn(async move {
                     let stream = match target {
@@ -484,5 +715,8 @@ async fn flush(
     }
     while let Some(line) = core.poll_log() {
         tracing::info!("{line}");
+    }
+    while let Some(line) = core.poll_request_log() {
+        tracing::debug!("{line}");
     }
 }

@@ -14,7 +14,13 @@ pub mod config;
 pub mod core;
 mod device;
 pub mod driver;
+pub mod report;
 pub mod rtsp;
 
-pub use config::{AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, RoleAddrs, Service};
-pub use core::{ConnId, Emulator, EmulatorStats, RealmReport, Role, TcpCommand, Transmit};
+pub use config::{
+    AuthPolicy, CloudDialect, DeviceSpec, DeviceUnit, EmulatorConfig, FleetFile, Mode, RefuseBind,
+    RoleAddrs, Service,
+};
+pub use core::{
+    ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand, Transmit,
+};

@@ -136,7 +136,12 @@ impl Recorder {
                         format!("cannot create capture file {}: {e}", path.display()),
                     )
                 })?;
-                file.write_all(&header)?;
+                file.write_all(&header).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot write capture file {}: {e}", path.display()),
+                    )
+                })?;
                 Some(file)
             }
             None => None,
