@@ -272,12 +272,17 @@ pub fn ipv4_spans(text: &[u8]) -> Vec<(usize, usize, Ipv4Addr)> {
         if touching {
             continue;
         }
-        let run = &text[start..i];
+        // A sentence may end right after an address.
+        let mut end = i;
+        while end > start && text[end - 1] == b'.' {
+            end -= 1;
+        }
+        let run = &text[start..end];
         if let Some(ip) = std::str::from_utf8(run)
             .ok()
             .and_then(|s| s.parse::<Ipv4Addr>().ok())
         {
-            spans.push((start, i, ip));
+            spans.push((start, end, ip));
         }
     }
     spans

@@ -1,5 +1,5 @@
 //! What to hide in a realm's byte stream: RTSP (and HTTP) `Authorization`
-//! values, the userinfo of `rtsp://` and `http://` URLs, dotted addresses in
+//! and `WWW-Authenticate` values, the userinfo of `rtsp://` and `http://` URLs, dotted addresses in
 //! heads and bodies (SDP), and with `--drop-media` the payload of RTP
 //! packets in interleaved `$` frames.
 //!
@@ -122,9 +122,14 @@ fn scan_head(stream: &[u8], start: usize, end: usize, findings: &mut Vec<Finding
         let line = &stream[line_start..line_end];
         if let Some(colon) = line.iter().position(|b| *b == b':') {
             let name = line[..colon].trim_ascii();
-            if name.eq_ignore_ascii_case(b"Authorization")
-                || name.eq_ignore_ascii_case(b"Proxy-Authorization")
-            {
+            // The challenge's nonce is as much a secret as the answer.
+            let credentials = [
+                &b"Authorization"[..],
+                b"Proxy-Authorization",
+                b"WWW-Authenticate",
+                b"Proxy-Authenticate",
+            ];
+            if credentials.iter().any(|c| name.eq_ignore_ascii_case(c)) {
                 let value_start = colon + 1 + leading_spaces(&line[colon + 1..]);
                 let value_end = line.len() - trailing_eol(line);
                 if value_end > value_start {

@@ -130,6 +130,8 @@ impl Streams {
             self.split(&segment, replacements);
         }
         self.pieces.clear();
+        // The rewrite pass counts generations again from the start.
+        self.directions.clear();
         Ok(())
     }
 
