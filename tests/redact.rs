@@ -457,3 +457,51 @@ proptest! {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn ipv6_addresses_become_documentation_addresses() {
+    let dir = common::scratch_dir("redact-ipv6");
+    let mut cap = Capture::new();
+    let client = "[2a02:1210:5e00::17]:40000";
+    let cloud = "[2a01:4f8:c0c:1::8]:8800";
+    cap.request(
+        client,
+        cloud,
+        dhp2p::codec::cloud::Method::DhGet,
+        "/probe/p2psrv",
+        1,
+        "",
+    );
+    cap.response(cloud, client, 200, "OK", Some(1), "");
+    let input = dir.join("in.pcap");
+    write_records(&cap.records, &input);
+    let output = dir.join("out.pcap");
+    let out = redact(&input, &output, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let redacted = read_records(&output);
+    assert_eq!(redacted.len(), 2);
+    for (a, b) in cap.records.iter().zip(&redacted) {
+        for (original, stand_in) in [(a.src, b.src), (a.dst, b.dst)] {
+            let std::net::IpAddr::V6(v6) = stand_in.ip() else {
+                panic!("{stand_in} is not IPv6");
+            };
+            assert_eq!(v6.segments()[..2], [0x2001, 0x0db8], "{stand_in}");
+            assert_eq!(original.port(), stand_in.port());
+        }
+        assert_eq!(a.payload, b.payload);
+    }
+    assert_ne!(redacted[0].src, redacted[0].dst);
+    assert_eq!(
+        redacted[0].src, redacted[1].dst,
+        "one address, one stand-in"
+    );
+    let bytes = std::fs::read(&output).unwrap();
+    for ip in ["2a02:1210:5e00::17", "2a01:4f8:c0c:1::8"] {
+        let octets = ip.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        assert!(leak(&bytes, &octets).is_none(), "{ip} leaked");
+    }
+}
