@@ -505,3 +505,42 @@ fn ipv6_addresses_become_documentation_addresses() {
         assert!(leak(&bytes, &octets).is_none(), "{ip} leaked");
     }
 }
+
+#[test]
+fn a_session_with_real_addresses_tells_the_same_story() {
+    // Every address here has a same-length stand-in (9 to 14 characters),
+    // so only the addresses themselves differ in the report.
+    let dir = common::scratch_dir("redact-story");
+    let (records, _, ips) = planted_session(1234, 40);
+    let input = dir.join("in.pcap");
+    write_records(&records, &input);
+    let output = dir.join("out.pcap");
+    let out = redact(&input, &output, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let redacted = read_records(&output);
+    let mut mapping = BTreeMap::new();
+    for (a, b) in records.iter().zip(&redacted) {
+        mapping.insert(a.src.ip().to_string(), b.src.ip().to_string());
+        mapping.insert(a.dst.ip().to_string(), b.dst.ip().to_string());
+    }
+    for ip in &ips {
+        let ip = std::net::Ipv4Addr::from(*ip).to_string();
+        let stand_in = &mapping[&ip];
+        assert_ne!(&ip, stand_in);
+        assert_eq!(ip.len(), stand_in.len(), "{ip} → {stand_in}");
+    }
+    let mut expected = stats(&input);
+    for (original, stand_in) in &mapping {
+        expected = expected.replace(original.as_str(), stand_in);
+    }
+    assert!(
+        mapping.values().any(|ip| expected.contains(ip.as_str())),
+        "the report names no address: {expected}"
+    );
+    assert_eq!(expected, stats(&output));
+    assert_eq!(tshark_counts(&input), tshark_counts(&output));
+}
