@@ -21,7 +21,8 @@ What changes:
   serials, usernames, tokens    keyed pseudonyms of the same length and alphabet
   WSSE digests and nonces, DevAuth, Info and encrypted LocalAddr blobs,
   the agent's sign              keyed filler of the same length
-  RTSP/HTTP Authorization values, URL userinfo   x's of the same length
+  RTSP/HTTP Authorization and WWW-Authenticate values, URL userinfo
+                                x's of the same length
   IPv4/IPv6 addresses           documentation addresses (192.0.2.0/24,
                                 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32),
                                 the same in IP headers and in payloads;
