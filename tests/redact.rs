@@ -544,3 +544,65 @@ fn a_session_with_real_addresses_tells_the_same_story() {
     assert_eq!(expected, stats(&output));
     assert_eq!(tshark_counts(&input), tshark_counts(&output));
 }
+
+#[test]
+fn pseudonyms_keep_length_and_alphabet_and_addresses_their_text_length() {
+    use dhp2p::redact::names::Names;
+    let mut names = Names::new([7; 32]);
+    let serial = "4L0C2F1PAZ3B7E9";
+    let pseudonym = names.text("serial", serial);
+    assert_eq!(pseudonym.len(), serial.len());
+    assert_ne!(pseudonym, serial);
+    for (a, b) in serial.chars().zip(pseudonym.chars()) {
+        assert_eq!(
+            a.is_ascii_digit(),
+            b.is_ascii_digit(),
+            "{serial} → {pseudonym}"
+        );
+        assert_eq!(
+            a.is_ascii_uppercase(),
+            b.is_ascii_uppercase(),
+            "{serial} → {pseudonym}"
+        );
+    }
+    assert_eq!(
+        pseudonym,
+        Names::new([7; 32]).text("serial", serial),
+        "keyed, stable"
+    );
+    assert_ne!(
+        pseudonym,
+        Names::new([8; 32]).text("serial", serial),
+        "another key"
+    );
+
+    let originals = [
+        "10.0.0.1",
+        "192.168.1.108",
+        "8.8.4.4",
+        "172.16.254.254",
+        "100.64.1.1",
+    ];
+    for ip in originals {
+        names.ip(ip.parse().unwrap()).unwrap();
+    }
+    names.allocate().unwrap();
+    let mut seen = Vec::new();
+    for ip in originals {
+        let stand_in = names.ip(ip.parse().unwrap()).unwrap().to_string();
+        let len = ip.len().clamp(9, 14);
+        assert_eq!(stand_in.len(), len, "{ip} → {stand_in}");
+        assert!(!seen.contains(&stand_in), "{stand_in} given twice");
+        seen.push(stand_in);
+    }
+    let (text, n) = names
+        .text_ips(b"<US>192.168.1.108:3000</US> v6.7.11 1.2.3.4.5 127.0.0.1.")
+        .unwrap();
+    assert_eq!(n, 1);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.starts_with(&format!("<US>{}:3000</US>", seen[1])),
+        "{text}"
+    );
+    assert!(text.ends_with(" v6.7.11 1.2.3.4.5 127.0.0.1."), "{text}");
+}
