@@ -103,6 +103,10 @@ pub enum Command {
     /// Watch traffic live in the terminal (pcap file, stdin or a --tap):
     /// packet list, field tree, hex bytes, realms and handshake timeline.
     Inspect(dhp2p::tui::command::InspectArgs),
+    /// Write a copy of a capture that can be posted publicly: serials,
+    /// credentials and addresses replaced, everything else byte for byte.
+    #[command(after_help = dhp2p::redact::command::REDACT_AFTER_HELP)]
+    Redact(dhp2p::redact::command::RedactArgs),
 }
 
 #[derive(Debug, Args)]

@@ -12,5 +12,6 @@ pub mod codec;
 pub mod decode;
 pub mod emulator;
 pub mod net;
+pub mod redact;
 pub mod session;
 pub mod tui;

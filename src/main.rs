@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => return run_code(dhp2p::net::tunnel_command::demo(args.clone())),
         Command::Inspect(args) => return ExitCode::from(dhp2p::tui::command::run(args)),
+        Command::Redact(args) => {
+            return ExitCode::from(dhp2p::redact::command::run(args, cli.global.quiet))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

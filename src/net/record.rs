@@ -62,6 +62,8 @@ impl fmt::Debug for Recorder {
 }
 
 struct Inner {
+    /// The `--record` file, named again when it is closed.
+    record_path: Option<PathBuf>,
     state: Mutex<State>,
     frames: AtomicU64,
     listener: Mutex<Option<JoinHandle<()>>>,
@@ -128,6 +130,7 @@ impl Recorder {
         let encoder = UdpPcapWriter::new(Staging(staging.clone()))?;
         let header: Arc<[u8]> = std::mem::take(&mut *lock(&staging)).into();
 
+        let record_path = record.clone();
         let file = match record {
             Some(path) => {
                 let mut file = File::create(&path).map_err(|e| {
@@ -158,6 +161,7 @@ impl Recorder {
         let tap_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let inner = Arc::new(Inner {
+            record_path,
             state: Mutex::new(State {
                 encoder,
                 staging,
@@ -234,6 +238,13 @@ impl Recorder {
         }
         let (writers, result) = {
             let mut state = lock(&inner.state);
+            if let (Some(path), false) = (&inner.record_path, state.finished) {
+                tracing::info!(
+                    "wrote {p}; it holds serials, credentials and addresses: \
+                     `dhp2p redact {p} -o public.pcap` makes a copy to share",
+                    p = path.display()
+                );
+            }
             state.finished = true;
             // Dropping the file closes it; every frame is already written.
             state.file = None;
