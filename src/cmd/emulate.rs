@@ -1,16 +1,19 @@
 //! `dhp2p emulate-device`: flags, start-up line, shutdown report.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::config::{AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, Service};
-use super::driver::{self, DriverOptions};
-use crate::net::faults::FaultConfig;
-use crate::net::record::Recorder;
+use dhp2p::emulator::config::{
+    AuthPolicy, CloudDialect, EmulatorConfig, Mode, RefuseBind, Service,
+};
+use dhp2p::emulator::driver::{self, DriverOptions};
+use dhp2p::net::faults::FaultConfig;
+use dhp2p::net::record::Recorder;
+use dhp2p::net::{wait_for_signal, ListenAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthArg {
@@ -69,22 +72,6 @@ impl<T: FromStr<Err = String>> FromStr for PortMap<T> {
             port,
             value: value.parse()?,
         })
-    }
-}
-
-/// A socket address for `--expose`/`--tap`; a bare port means 127.0.0.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr(pub SocketAddr);
-
-impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(port) = s.parse::<u16>() {
-            return Ok(ListenAddr(SocketAddr::from(([127, 0, 0, 1], port))));
-        }
-        s.parse()
-            .map(ListenAddr)
-            .map_err(|_| format!("{s:?}: expected IP:PORT or PORT"))
     }
 }
 
@@ -323,27 +310,4 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
