@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Dissect(args) => cmd::dissect::run(&args, quiet),
         Command::Decode(args) => ExitCode::from(cmd::decode::run(&args, quiet)),
-        Command::EmulateDevice(args) => cmd::run_async(cmd::emulate::run(*args)),
+        Command::EmulateDevice(args) => cmd::emulate::main(*args),
         Command::Tunnel(args) => cmd::run_code(cmd::tunnel::run(*args)),
         Command::Demo(args) => cmd::run_code(cmd::tunnel::demo(args)),
         Command::Inspect(args) => ExitCode::from(cmd::inspect::run(&args)),

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -251,10 +252,26 @@ impl EmulateArgs {
     }
 }
 
+/// `dhp2p emulate-device`: flags that fail validation (a fault percentage
+/// out of range, a bad duration) exit 2 like any usage error; then the
+/// emulator runs until SIGINT/SIGTERM.
+pub fn main(args: EmulateArgs) -> ExitCode {
+    let checked = args.config().and_then(|c| Ok((c, args.faults()?)));
+    let (config, faults) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dhp2p: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    super::run_async(run(args, config, faults))
+}
+
+/// Bad flags: clap's own code.
+const EXIT_USAGE: u8 = 2;
+
 /// Runs the emulator until SIGINT/SIGTERM.
-pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let faults = args.faults()?;
+async fn run(args: EmulateArgs, config: EmulatorConfig, faults: FaultConfig) -> anyhow::Result<()> {
     let (recorder, tap) = Recorder::start(args.record.clone(), args.tap.map(|t| t.0)).await?;
     if recorder.is_enabled() {
         tracing::warn!("captures contain authentication material: share them with care");
