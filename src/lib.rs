@@ -9,7 +9,7 @@
 //! - [`tunnel`] and [`emulator`]: tokio drivers around the state machines.
 //! - [`decode`] and [`tui`]: presentation of captured datagrams.
 //!
-//! The command line (clap) lives in the binary (`src/cmd/`), not here;
+//! The command line (flag parsing) lives in the binary (`src/cmd/`), not here;
 //! `tests/layering.rs` checks who may import whom.
 
 pub mod capture;

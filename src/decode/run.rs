@@ -28,7 +28,7 @@ pub const EXIT_OK: u8 = 0;
 /// The file was damaged (decoded up to the damage), or held no Dahua P2P
 /// datagram at all.
 pub const EXIT_DAMAGED_OR_EMPTY: u8 = 1;
-/// Bad command line (clap's own code).
+/// Bad command line (the argument parser's own code).
 pub const EXIT_USAGE: u8 = 2;
 /// The input could not be opened or is not a capture.
 pub const EXIT_NOT_A_CAPTURE: u8 = 4;
