@@ -224,6 +224,13 @@ fn check_source(file: &str, src: &str) -> Vec<Violation> {
         line,
         rule,
     };
+    let known = layer == "cmd" || layer == "root" || ALLOWED.iter().any(|(l, _)| *l == layer);
+    if !known {
+        out.push(violation(
+            1,
+            format!("{layer} is not in the layer table: add a row saying what it may import"),
+        ));
+    }
     if layer != "cmd" {
         for import in imports(src) {
             let target = resolve(&here, &import.path);
@@ -414,6 +421,13 @@ fn the_checker_flags_a_planted_upward_import() {
         "    let t = tokio::time::sleep(d);\n",
     );
     assert!(found[0].rule.contains("tokio in session"));
+
+    // A new top-level module must be given a row first.
+    let found = check_source("src/fleet/probe.rs", "use crate::codec::ptcp;\n");
+    assert!(
+        found[0].rule.contains("not in the layer table"),
+        "{found:?}"
+    );
 
     // The command layer may use anything.
     assert!(check_source("src/cmd/tunnel.rs", "use clap::Args;\nuse dhp2p::net;\n").is_empty());

@@ -154,7 +154,9 @@ impl TunnelArgs {
         camera.username = self.username.clone();
         camera.password = self.password.clone();
         camera.password_file = self.password_file.clone();
-        if camera.password.is_none()
+        // An exported DHP2P_PASSWORD matters only with a user name.
+        if camera.username.is_some()
+            && camera.password.is_none()
             && camera.password_file.is_none()
             && env(PASSWORD_ENV).is_some()
         {
@@ -478,5 +480,9 @@ mod tests {
         );
         let camera = tunnel_args(&["ABC123", "-u", "admin"]).camera(|_| None);
         assert_eq!(camera.credential_source(), Some(CredentialSource::Prompt));
+        // Exported but no user name: not a usage error, just unused.
+        let camera = tunnel_args(&["ABC123"]).camera(env);
+        assert_eq!(camera.credential_source(), None);
+        assert!(camera.validate().is_ok());
     }
 }
