@@ -4,8 +4,13 @@
 //! Layers, bottom up (see docs/ARCHITECTURE.md):
 //! - [`codec`]: wire formats only. Bytes in, typed values out, and back. No
 //!   sockets, no clock, no randomness of its own.
-//! - `session` (state machines), `net` (tokio drivers), `emulator`, `decode`,
-//!   `tui`: built on the codec, added by later issues.
+//! - [`session`]: protocol state machines (time passed in, no I/O).
+//! - [`net`]: shared I/O helpers (faults, pcap recording, signals, logging).
+//! - [`tunnel`] and [`emulator`]: tokio drivers around the state machines.
+//! - [`decode`] and [`tui`]: presentation of captured datagrams.
+//!
+//! The command line (flag parsing) lives in the binary (`src/cmd/`), not here;
+//! `tests/layering.rs` checks who may import whom.
 
 pub mod capture;
 pub mod codec;
@@ -15,3 +20,4 @@ pub mod net;
 pub mod redact;
 pub mod session;
 pub mod tui;
+pub mod tunnel;

@@ -193,3 +193,113 @@ fn usage_error_exits_2() {
     let out = dhp2p(&["dissect", "--json", "-V", SYN], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A tunnel command line that gets past validation and the password but
+/// stops at once (its UDP address cannot be bound), sending nothing.
+fn tunnel_that_stops(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "tunnel",
+        "ABC123456789XYZ",
+        "--cloud",
+        "127.0.0.1:9",
+        "-p",
+        "127.0.0.1:0:RTSP",
+        "--udp-bind",
+        "192.0.2.1",
+    ];
+    args.extend_from_slice(extra);
+    dhp2p(&args, None)
+}
+
+#[test]
+fn a_serial_with_a_line_end_or_empty_is_refused_before_anything_is_sent() {
+    for serial in ["ABC\r\nHost: evil", "", "ABC/../123"] {
+        let out = dhp2p(&["tunnel", serial, "--cloud", "127.0.0.1:9"], None);
+        assert_eq!(out.status.code(), Some(2), "{serial:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("serial"), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "nothing listens: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn a_password_without_a_username_is_a_usage_error() {
+    let out = dhp2p(&["tunnel", "ABC123", "--password", "x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--password needs --username"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_ipv6_or_unknown_cloud_is_a_usage_error() {
+    let out = dhp2p(&["tunnel", "ABC123", "--cloud", "[::1]:8800"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("IPv4-only"), "{}", stderr(&out));
+    let out = dhp2p(&["tunnel", "ABC123", "--cloud", "nowhere"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("easy4ip"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_fault_value_out_of_range_is_a_usage_error() {
+    let out = dhp2p(
+        &["emulate-device", "--cloud-port", "0", "--loss", "150"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "the emulator must not start");
+    let out = dhp2p(&["demo", "--loss", "-1"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn an_idle_timeout_below_the_heartbeat_names_the_heartbeat() {
+    let out = dhp2p(&["tunnel", "ABC123", "--idle-timeout", "3"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("heartbeat (5 s"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_password_on_the_command_line_is_warned_about() {
+    let out = tunnel_that_stops(&["--username", "admin", "--password", "s3cret"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("visible to other users"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_password_file_is_read_and_warned_about_when_others_can_read_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("dhp2p-pwfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pw");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let path = file.to_str().unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = tunnel_that_stops(&["--username", "admin", "--password-file", path]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("readable by other users"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = tunnel_that_stops(&["--username", "admin", "--password-file", path]);
+    assert!(
+        !stderr(&out).contains("readable by other users"),
+        "{}",
+        stderr(&out)
+    );
+    // No terminal and no file: not a silent empty password.
+    let missing = dir.join("missing");
+    let out = tunnel_that_stops(&["-u", "admin", "--password-file", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read the password file"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -754,7 +754,7 @@ fn malformed_datagram_row_is_highlighted() {
 #[test]
 fn filter_terms_in_both_spellings() {
     use dhp2p::codec::classify::Kind;
-    use dhp2p::decode::command::SessionFilter;
+    use dhp2p::decode::filter::SessionFilter;
     use dhp2p::decode::record::SessionKey;
     use dhp2p::tui::filter::{Endpoint, Filter};
     let filter = Filter::parse(

@@ -259,7 +259,17 @@ fn sixteen_mb_each_way_byte_exact_under_loss() {
 fn device_vanishes_and_the_tunnel_reconnects() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (emu, cloud) = emulator(&["--vanish-after", "3", "--vanish-for", "5"]);
-    let (mut t, addr) = tunnel(&cloud, &["-p", "127.0.0.1:0:RTSP", "--idle-timeout", "3"]);
+    let (mut t, addr) = tunnel(
+        &cloud,
+        &[
+            "-p",
+            "127.0.0.1:0:RTSP",
+            "--idle-timeout",
+            "3",
+            "--heartbeat",
+            "1",
+        ],
+    );
     let url = rtsp_url(&addr, Some(("admin", "admin")));
     assert_eq!(ffprobe_stream(&url), StreamInfo::h264(640, 360, "25/1"));
     // The loss is reported, then the session comes back by itself.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::media::{ready_field, run_with_timeout, Background};
 use dhp2p::emulator::driver::{self, DriverOptions};
 use dhp2p::emulator::{EmulatorConfig, Service};
-use dhp2p::net::tunnel::{self, CloudCandidate, RemotePort, Status};
-use dhp2p::net::tunnel_command::loopback_options;
+use dhp2p::tunnel::config::loopback_options;
+use dhp2p::tunnel::{self, CloudCandidate, RemotePort, Status};
 
 const SN: &str = "DEMO00000000001";
 

@@ -51,6 +51,8 @@ struct Builtin {
     username: &'static str,
     key: &'static str,
     dialect: Dialect,
+    /// Tried only after the others when no cloud is named (auto order).
+    last_resort: bool,
 }
 
 const BUILTINS: [Builtin; 4] = [
@@ -63,6 +65,7 @@ const BUILTINS: [Builtin; 4] = [
         username: "cba1b29e32cb17aa46b8ff9e73c7f40b",
         key: "996103384cdf19179e19243e959bbf8b",
         dialect: Dialect::Legacy,
+        last_resort: false,
     },
     // mcw0 2020 (CVE-2020-9501), KN until Oct 2024; some clouds now refuse it.
     Builtin {
@@ -73,6 +76,8 @@ const BUILTINS: [Builtin; 4] = [
         username: "P2PClient",
         key: "YXQ3Mahe-5H-R1Z_",
         dialect: Dialect::Legacy,
+        // It draws 401/403 nowadays (FIELD-NOTES C7).
+        last_resort: true,
     },
     // KN #13, #17. The username holds ONE literal backslash.
     Builtin {
@@ -83,6 +88,7 @@ const BUILTINS: [Builtin; 4] = [
         username: "default\\1ee97e027b2140a19b08606dcede9b9e",
         key: "da16f30fd0af413d97921ce0d24e165c",
         dialect: Dialect::Legacy,
+        last_resort: false,
     },
     // DF core/profile.go: devices bound through the DMSS app (Dolynk cloud).
     Builtin {
@@ -93,6 +99,7 @@ const BUILTINS: [Builtin; 4] = [
         username: "793k5zdi4dd5f037sooag8yo_dolynkc",
         key: "ef8hatgmcuk4qamgg4fxx19x33s9q1xy",
         dialect: Dialect::Sdk,
+        last_resort: false,
     },
 ];
 
@@ -112,6 +119,14 @@ impl Builtin {
 /// Every built-in profile, the default (`easy4ip`) first.
 pub fn profiles() -> Vec<CloudProfile> {
     BUILTINS.iter().map(Builtin::profile).collect()
+}
+
+/// Every built-in profile in the order to try them when the user names no
+/// cloud: the default first, last-resort pairs at the end.
+pub fn auto_order() -> Vec<CloudProfile> {
+    let mut builtins: Vec<&Builtin> = BUILTINS.iter().collect();
+    builtins.sort_by_key(|b| b.last_resort);
+    builtins.into_iter().map(Builtin::profile).collect()
 }
 
 /// The profile dhp2p uses unless told otherwise (protocol README).
@@ -201,5 +216,27 @@ impl CloudProfile {
     /// The request layout for this cloud's dialect.
     pub fn request_style(&self) -> RequestStyle {
         self.dialect.default_style()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_order_tries_the_default_first_and_last_resort_pairs_last() {
+        let order: Vec<String> = auto_order().into_iter().map(|p| p.name).collect();
+        assert_eq!(order.first(), Some(&default_profile().name));
+        let last_resort: Vec<&str> = BUILTINS
+            .iter()
+            .filter(|b| b.last_resort)
+            .map(|b| b.name)
+            .collect();
+        assert!(!last_resort.is_empty());
+        assert_eq!(
+            order[order.len() - last_resort.len()..].to_vec(),
+            last_resort
+        );
+        assert_eq!(order.len(), BUILTINS.len());
     }
 }

@@ -1,6 +1,7 @@
 //! `dhp2p dissect`: describe datagrams given as hex on the command line or
-//! on stdin. The clap structs live in `src/cli.rs`; this is the part that
-//! does the work, with its streams as parameters so tests can drive it.
+//! on stdin. The flags live in the command layer (`src/cmd/dissect.rs`);
+//! this is the part that does the work, with its streams as parameters so
+//! tests can drive it.
 
 use std::io::{self, BufRead, Write};
 
@@ -10,7 +11,7 @@ use super::describe::{describe_with, hex_dump, render_tree, Description, Options
 pub const EXIT_OK: u8 = 0;
 /// Some datagram was malformed or not a Dahua P2P datagram (or an I/O error).
 pub const EXIT_NOT_DECODED: u8 = 1;
-/// Bad command line (clap's own code).
+/// Bad command line (the argument parser's own code).
 pub const EXIT_USAGE: u8 = 2;
 /// Some input was not valid hex.
 pub const EXIT_BAD_HEX: u8 = 3;

@@ -8,13 +8,14 @@
 //! same fields under the same names. No sockets and no terminal code here:
 //! [`dissect::run`] takes its input and output streams as parameters.
 
-pub mod command;
 pub mod describe;
 pub mod dissect;
+pub mod filter;
 pub mod follow;
 pub mod model;
 pub mod pcap;
 pub mod record;
+pub mod run;
 pub mod stats;
 
 pub use describe::{

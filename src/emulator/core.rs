@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::config::{DeviceUnit, EmulatorConfig, RoleAddrs};
-use super::device::Peer;
 use crate::codec::classify::{kind_of, Kind};
 use crate::codec::crypto;
+use crate::codec::punch::PunchMessage;
 use crate::session::ptcp::PtcpSession;
 
 /// The emulated servers, one UDP socket each.
@@ -478,5 +479,85 @@ impl Emulator {
     /// How long since the emulator started.
     pub fn uptime(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.start)
+    }
+}
+
+// The device's view of each client, kept in `Emulator::peers`; the
+// behaviour is in device.rs (which imports these, not the other way round).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RealmState {
+    Connecting,
+    Open,
+}
+
+#[derive(Debug)]
+pub(super) struct Realm {
+    pub(super) conn: ConnId,
+    pub(super) port: u16,
+    pub(super) state: RealmState,
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+    /// Client bytes handed to the service's writer, not yet written.
+    pub(super) unwritten: usize,
+    pub(super) sha_in: Sha256,
+    pub(super) sha_out: Sha256,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct PunchProgress {
+    /// The client's first binding request (cookie, txid), for our replies.
+    pub(super) client_request: Option<PunchMessage>,
+    /// A binding request we sent before the client asked (punch before 200).
+    pub(super) proactive_pending: bool,
+    pub(super) device_txid: [u8; 12],
+    pub(super) after_success_sent: bool,
+    pub(super) after_confirm_sent: bool,
+}
+
+/// One client as the device sees it.
+#[derive(Debug)]
+pub struct Peer {
+    pub(super) serial: String,
+    /// The device (socket and settings) this client talks to.
+    pub(super) unit: usize,
+    /// Where our datagrams go: the device's socket to a punched client, or
+    /// the agent's socket to a relayed one.
+    pub(super) dest: (Role, SocketAddr),
+    pub(super) channel: Option<ChannelGrant>,
+    pub(super) punch: PunchProgress,
+    pub(super) session: Option<PtcpSession>,
+    pub(super) signed: bool,
+    pub(super) relayed: bool,
+    pub(super) realms: BTreeMap<u32, Realm>,
+    /// (end of a DATA body in our sequence space, its realm's conn, bytes):
+    /// when the client ACKs past it, the realm may read that much more.
+    pub(super) credits: VecDeque<(u32, ConnId, usize)>,
+    pub(super) backlog: usize,
+}
+
+impl Peer {
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(PtcpSession::next_timeout)
+    }
+
+    pub fn open_realm_reports(&self) -> Vec<RealmReport> {
+        self.realms
+            .iter()
+            .map(|(id, r)| report(&self.serial, *id, r, "open"))
+            .collect()
+    }
+}
+
+pub(super) fn report(serial: &str, realm: u32, r: &Realm, status: &'static str) -> RealmReport {
+    RealmReport {
+        serial: serial.to_string(),
+        realm: format!("0x{realm:08x}"),
+        port: r.port,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        sha256_in: hex::encode(r.sha_in.clone().finalize()),
+        sha256_out: hex::encode(r.sha_out.clone().finalize()),
+        status,
     }
 }

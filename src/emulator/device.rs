@@ -14,7 +14,10 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::config::{Mode, RefuseBind};
-use super::core::{ChannelGrant, ConnId, Emulator, PeerKey, RealmReport, Role, TcpCommand};
+use super::core::{
+    report, ChannelGrant, ConnId, Emulator, Peer, PeerKey, PunchProgress, Realm, RealmState, Role,
+    TcpCommand,
+};
 use crate::codec::ptcp::{Body, Packet, Status, FRAGMENT_SIZE, HEADER_LEN};
 use crate::codec::punch::{self, MessageType, PunchMessage};
 use crate::session::ptcp::{Event, LmidMode, PtcpConfig, PtcpSession};
@@ -26,83 +29,6 @@ pub const REALM_CREDIT: usize = 1024 * 1024;
 pub const CLIENT_BACKLOG_LIMIT: usize = 1024 * 1024;
 /// Most peers (punched or relayed clients) kept at once.
 const MAX_PEERS: usize = 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RealmState {
-    Connecting,
-    Open,
-}
-
-#[derive(Debug)]
-struct Realm {
-    conn: ConnId,
-    port: u16,
-    state: RealmState,
-    bytes_in: u64,
-    bytes_out: u64,
-    /// Client bytes handed to the service's writer, not yet written.
-    unwritten: usize,
-    sha_in: Sha256,
-    sha_out: Sha256,
-}
-
-#[derive(Debug, Default)]
-struct PunchProgress {
-    /// The client's first binding request (cookie, txid), for our replies.
-    client_request: Option<PunchMessage>,
-    /// A binding request we sent before the client asked (punch before 200).
-    proactive_pending: bool,
-    device_txid: [u8; 12],
-    after_success_sent: bool,
-    after_confirm_sent: bool,
-}
-
-/// One client as the device sees it.
-#[derive(Debug)]
-pub struct Peer {
-    serial: String,
-    /// The device (socket and settings) this client talks to.
-    unit: usize,
-    /// Where our datagrams go: the device's socket to a punched client, or
-    /// the agent's socket to a relayed one.
-    dest: (Role, SocketAddr),
-    channel: Option<ChannelGrant>,
-    punch: PunchProgress,
-    session: Option<PtcpSession>,
-    signed: bool,
-    relayed: bool,
-    realms: BTreeMap<u32, Realm>,
-    /// (end of a DATA body in our sequence space, its realm's conn, bytes):
-    /// when the client ACKs past it, the realm may read that much more.
-    credits: VecDeque<(u32, ConnId, usize)>,
-    backlog: usize,
-}
-
-impl Peer {
-    pub fn next_timeout(&self) -> Option<Instant> {
-        self.session.as_ref().and_then(PtcpSession::next_timeout)
-    }
-
-    pub fn open_realm_reports(&self) -> Vec<RealmReport> {
-        self.realms
-            .iter()
-            .map(|(id, r)| report(&self.serial, *id, r, "open"))
-            .collect()
-    }
-}
-
-fn report(serial: &str, realm: u32, r: &Realm, status: &'static str) -> RealmReport {
-    RealmReport {
-        serial: serial.to_string(),
-        realm: format!("0x{realm:08x}"),
-        port: r.port,
-        bytes_in: r.bytes_in,
-        bytes_out: r.bytes_out,
-        sha256_in: hex::encode(r.sha_in.clone().finalize()),
-        sha256_out: hex::encode(r.sha_out.clone().finalize()),
-        status,
-    }
-}
 
 /// Whether `datagram` holds a DATA body the session has not received yet.
 fn carries_new_data(session: &PtcpSession, datagram: &[u8]) -> bool {

@@ -9,7 +9,6 @@
 mod agent;
 pub mod clip;
 mod cloud;
-pub mod command;
 pub mod config;
 pub mod core;
 mod device;

@@ -1,11 +1,17 @@
-//! tokio drivers: thin loops around the sans-IO state machines.
-//! They move datagrams between sockets and `session`/`emulator` types and
-//! sleep until the next timeout; no protocol decisions live here.
+//! Shared I/O helpers under both tokio drivers (the tunnel in
+//! [`crate::tunnel`], the emulator in [`crate::emulator::driver`]) and the
+//! commands: fault injection, pcap recording and the live tap, socket
+//! buffers, listen addresses, signals and logging set-up. No protocol
+//! decisions live here.
 
 pub mod faults;
+pub mod listen;
+pub mod logging;
 pub mod record;
-pub mod tunnel;
-pub mod tunnel_command;
+pub mod signal;
+
+pub use listen::ListenAddr;
+pub use signal::wait_for_signal;
 
 /// Asks for large UDP socket buffers (4 MiB): a burst of datagrams released
 /// at once must not overflow the kernel's queue (DF sizes its receive

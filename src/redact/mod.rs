@@ -15,7 +15,6 @@
 //! fixed then). What is replaced, and how, is in docs/DECODE.md ("redact").
 
 mod cloud;
-pub mod command;
 pub mod names;
 pub mod rtsp;
 mod stream;

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::codec::classify::Kind;
-use crate::decode::command::{parse_realm as decode_realm, SessionFilter};
+use crate::decode::filter::{parse_realm as decode_realm, SessionFilter};
 use crate::decode::record::SessionKey;
 
 /// What a filter looks at in one packet (all of it is known at ingest time,

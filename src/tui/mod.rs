@@ -8,7 +8,6 @@
 //! exactly the fields `dissect -V` and `decode -V` print.
 
 pub mod app;
-pub mod command;
 pub mod driver;
 pub mod filter;
 pub mod source;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::message::{Header, Method, Request};
+use super::message::{wsse_header_value, Header, Method, Request};
 use super::views::Identify;
 use super::xml::{XmlBody, XmlElement};
 use crate::codec::crypto::wsse_digest;
@@ -127,13 +127,6 @@ pub struct RequestParams<'a> {
     pub auth: Option<WsseAuth<'a>>,
     /// `x-pcs-request-id` (SDK dialect only; DMSS sends it on p2p-channel).
     pub request_id: Option<&'a str>,
-}
-
-/// The `X-WSSE` value, in the order every client writes it.
-pub fn wsse_header_value(username: &str, digest: &str, nonce: &str, created: &str) -> String {
-    format!(
-        "UsernameToken Username=\"{username}\", PasswordDigest=\"{digest}\", Nonce=\"{nonce}\", Created=\"{created}\""
-    )
 }
 
 fn push_auth(headers: &mut Vec<Header>, auth: &WsseAuth<'_>) {

@@ -261,13 +261,20 @@ impl Wsse {
 
     /// The header value, in the order every client writes it.
     pub fn header_value(&self) -> String {
-        super::builder::wsse_header_value(
+        wsse_header_value(
             &self.username,
             &self.password_digest,
             &self.nonce,
             &self.created,
         )
     }
+}
+
+/// The `X-WSSE` value (written here, next to its parser), in the order every client writes it.
+pub fn wsse_header_value(username: &str, digest: &str, nonce: &str, created: &str) -> String {
+    format!(
+        "UsernameToken Username=\"{username}\", PasswordDigest=\"{digest}\", Nonce=\"{nonce}\", Created=\"{created}\""
+    )
 }
 
 /// A cheap content check for the classifier: a known method followed by a

@@ -21,12 +21,12 @@ pub mod xml;
 pub use builder::{
     build_request, build_sdk_stun_warmup, p2p_channel_auth_body, p2p_channel_body,
     relay_agent_body, relay_channel_auth_body, relay_channel_body, relay_start_body,
-    wsse_header_value, DeviceAuthBlock, Dialect, RequestParams, RequestStyle, SdkHeaders, WsseAuth,
+    DeviceAuthBlock, Dialect, RequestParams, RequestStyle, SdkHeaders, WsseAuth,
     AUTHORIZATION_WSSE,
 };
 pub use message::{
-    decode, looks_like_cloud, Header, HeaderLayout, Layout, Message, Method, Request, Response,
-    Separator, Wsse, WsseRanges, MAX_HEADERS,
+    decode, looks_like_cloud, wsse_header_value, Header, HeaderLayout, Layout, Message, Method,
+    Request, Response, Separator, Wsse, WsseRanges, MAX_HEADERS,
 };
 pub use views::{
     format_addr_list, format_created_offset, format_created_utc, parse_addr_list, parse_created,

@@ -12,6 +12,7 @@ use std::ops::Range;
 
 use md5::{Digest as _, Md5};
 
+pub use super::framing::is_credentials_header;
 use super::framing::{header_field, line_ranges};
 
 /// One `name=value` parameter of a Digest header.
@@ -161,12 +162,6 @@ fn skip(value: &[u8], at: usize, pred: impl Fn(u8) -> bool) -> usize {
         .get(at..)
         .and_then(|rest| rest.iter().position(|&b| !pred(b)))
         .map_or(value.len().max(at), |p| at + p)
-}
-
-/// Whether a header named `name` carries credentials (`Authorization`,
-/// `Proxy-Authorization`, any case).
-pub fn is_credentials_header(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"Authorization") || name.eq_ignore_ascii_case(b"Proxy-Authorization")
 }
 
 /// Ranges (relative to `text`) of the credentials in every

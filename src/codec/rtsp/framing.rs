@@ -231,7 +231,7 @@ impl Request {
     pub fn redacted(&self) -> String {
         let mut out = format!("{} {}", self.method, redact_userinfo(&self.uri));
         for (name, value) in &self.headers {
-            let shown = if super::auth::is_credentials_header(name.as_bytes()) {
+            let shown = if is_credentials_header(name.as_bytes()) {
                 "<redacted>"
             } else {
                 value.as_str()
@@ -419,4 +419,10 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String), RtspError> {
         return Err(malformed(at, "protocol version is not RTSP/1.0"));
     }
     Ok((method.to_string(), uri.to_string()))
+}
+
+/// Whether a header named `name` carries credentials (`Authorization`,
+/// `Proxy-Authorization`, any case).
+pub fn is_credentials_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"Authorization") || name.eq_ignore_ascii_case(b"Proxy-Authorization")
 }

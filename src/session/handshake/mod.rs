@@ -48,6 +48,7 @@ mod direct;
 mod lookup;
 mod policy;
 mod relay;
+mod request;
 mod timers;
 mod types;
 

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::cloud::Req;
+use super::request::Req;
 
 /// One deadline. The order is the order expired timers run in: the stage
 /// cap before resends, so that nothing is sent once the cap has passed.

@@ -303,7 +303,7 @@ pub enum HandshakeEvent {
 pub enum HandshakeError {
     #[error(
         "device {serial} is unknown to this cloud or offline (404 at {stage}): check the \
-         serial, or use the cloud profile the device is bound to (easy4ip, amcrest, dmss)"
+         serial, or use the cloud profile the device is bound to (--cloud)"
     )]
     NotFound { serial: String, stage: Stage },
 

@@ -22,9 +22,9 @@ use crate::codec::identity::CloudProfile;
 use crate::net::record::Recorder;
 use crate::session::handshake::{
     next_cloud, unbind_request, Established, EstablishedPath, Handshake, HandshakeConfig,
-    HandshakeError, HandshakeEvent, Lease, Sock,
+    HandshakeError, HandshakeEvent, Lease, PathMode, Sock,
 };
-use crate::session::ptcp::DeadReason;
+use crate::session::ptcp::{DeadReason, PtcpConfig};
 use crate::session::tunnel::{BindFailure, ClientId, TunnelConfig, TunnelEvent, TunnelSession};
 
 /// Which device port a listener leads to.
@@ -50,14 +50,59 @@ pub struct CloudCandidate {
     pub addr: SocketAddr,
 }
 
+/// Who the tunnel reaches and how: each attempt's [`HandshakeConfig`] is
+/// built from this and the cloud it asks.
+#[derive(Clone)]
+pub struct Target {
+    pub serial: String,
+    /// Device user and password, for devices that demand authentication.
+    pub credentials: Option<(String, String)>,
+    pub mode: PathMode,
+    /// The sign exchange (relay lease → 0x17 → 0x19).
+    pub use_sign: bool,
+    /// Silence from the device before a session is declared lost.
+    pub idle_timeout: Duration,
+    pub heartbeat: Duration,
+}
+
+impl Target {
+    /// The handshake of one attempt through `cloud`.
+    pub fn handshake(&self, cloud: &CloudCandidate) -> HandshakeConfig {
+        let defaults = HandshakeConfig::new(self.serial.clone(), cloud.addr, cloud.profile.clone());
+        HandshakeConfig {
+            credentials: self.credentials.clone(),
+            mode: self.mode,
+            use_sign: self.use_sign,
+            ptcp: PtcpConfig {
+                idle_timeout: self.idle_timeout,
+                heartbeat: Some(self.heartbeat),
+                ..defaults.ptcp.clone()
+            },
+            ..defaults
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    // Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("serial", &self.serial)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("mode", &self.mode)
+            .field("use_sign", &self.use_sign)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
 /// Everything the driver needs.
 #[derive(Debug, Clone)]
 pub struct TunnelOptions {
-    pub serial: String,
+    pub target: Target,
     /// Clouds in the order to try; the user pinned one when there is one.
     pub clouds: Vec<CloudCandidate>,
-    /// A handshake template: serial, cloud and profile are set per attempt.
-    pub handshake: HandshakeConfig,
     pub tunnel: TunnelConfig,
     pub ports: Vec<PortSpec>,
     /// Local address of the UDP sockets (0.0.0.0 normally).
@@ -655,10 +700,7 @@ impl Driver {
         let Some(cloud) = self.opts.clouds.get(self.cloud).cloned() else {
             return;
         };
-        let mut config = self.opts.handshake.clone();
-        config.serial = self.opts.serial.clone();
-        config.cloud = cloud.addr;
-        config.profile = cloud.profile.clone();
+        let config = self.opts.target.handshake(&cloud);
         let handshake = Handshake::new(
             config,
             local[0].port(),
@@ -692,7 +734,7 @@ impl Driver {
         ];
         tracing::info!(
             "session {sid}: connecting to {} through the {} cloud ({})",
-            self.opts.serial,
+            self.opts.target.serial,
             cloud.profile.name,
             cloud.addr
         );
@@ -859,7 +901,7 @@ impl Driver {
                 tracing::info!(
                     "the {} cloud knows {}",
                     cloud.profile.name,
-                    self.opts.serial
+                    self.opts.target.serial
                 );
             }
         }

@@ -1,24 +1,21 @@
 //! `dhp2p tunnel` and `dhp2p demo`: flags, password handling, exit codes.
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tokio::sync::mpsc;
 
-use super::record::Recorder;
-use super::tunnel::{
-    self, CloudCandidate, PortSpec, RemotePort, Status, TunnelError, TunnelOptions,
+use dhp2p::codec::cloud::Dialect;
+use dhp2p::net::record::Recorder;
+use dhp2p::net::{wait_for_signal, ListenAddr};
+use dhp2p::session::handshake::HandshakeError;
+use dhp2p::tunnel::config::{
+    defaults, loopback_options, resolve_clouds, tunnel_options, CameraConfig, CloudChoice,
+    CredentialSource, Mode,
 };
-use crate::codec::cloud::Dialect;
-use crate::codec::identity::{self, CloudProfile};
-use crate::emulator::command::{wait_for_signal, ListenAddr};
-use crate::session::handshake::{HandshakeConfig, HandshakeError, PathMode};
-use crate::session::ptcp::PtcpConfig;
-use crate::session::tunnel::TunnelConfig;
+use dhp2p::tunnel::{self, PortSpec, RemotePort, Status, TunnelError, TunnelOptions};
 
 /// Exit codes of `dhp2p tunnel` (also in `--help` and docs/TUNNEL.md).
 pub mod exit {
@@ -26,7 +23,7 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Anything else: a port already in use, a network error.
     pub const ERROR: u8 = 1;
-    /// Bad command line (clap).
+    /// Bad command line (clap), or a configuration that fails validation.
     pub const USAGE: u8 = 2;
     /// No cloud knows the serial, or the device is offline (404).
     pub const NOT_FOUND: u8 = 3;
@@ -48,50 +45,13 @@ pub enum ModeArg {
     Relay,
 }
 
-impl From<ModeArg> for PathMode {
-    fn from(m: ModeArg) -> PathMode {
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
         match m {
-            ModeArg::Auto => PathMode::Auto,
-            ModeArg::Direct => PathMode::Direct,
-            ModeArg::Relay => PathMode::Relay,
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Direct => Mode::Direct,
+            ModeArg::Relay => Mode::Relay,
         }
-    }
-}
-
-/// `[bind_addr:]local_port:remote_port`; remote `RTSP` means the device's
-/// rtspport from /info/device (554 when unknown).
-impl FromStr for PortSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<PortSpec, String> {
-        let (head, remote) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{s:?}: expected [BIND_ADDR:]LOCAL_PORT:REMOTE_PORT"))?;
-        let remote = if remote.eq_ignore_ascii_case("rtsp") {
-            RemotePort::Rtsp
-        } else {
-            RemotePort::Port(
-                remote
-                    .parse()
-                    .map_err(|_| format!("{s:?}: remote port {remote:?} is not a port or RTSP"))?,
-            )
-        };
-        let (bind, local) = match head.rsplit_once(':') {
-            Some((addr, port)) => (
-                addr.trim_matches(|c| c == '[' || c == ']')
-                    .parse::<IpAddr>()
-                    .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?,
-                port,
-            ),
-            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), head),
-        };
-        let local = local
-            .parse()
-            .map_err(|_| format!("{s:?}: local port {local:?} is not a port number"))?;
-        Ok(PortSpec {
-            bind,
-            local,
-            remote,
-        })
     }
 }
 
@@ -125,19 +85,22 @@ pub struct TunnelArgs {
     /// Serial number of the camera or NVR (as printed on it or in the app).
     pub serial: String,
     /// Which cloud to ask: easy4ip (default), easy4ip-retired, amcrest, dmss,
-    /// or HOST:PORT. Unless one is given, a 404 makes dhp2p try the others.
+    /// or HOST:PORT (IPv4). Unless one is given, a 404 makes dhp2p try the others.
     #[arg(long)]
-    pub cloud: Option<String>,
+    pub cloud: Option<CloudChoice>,
     /// Request dialect, overriding the cloud profile's (legacy DH*, sdk NF*).
     #[arg(long, value_parser = parse_dialect)]
     pub dialect: Option<Dialect>,
     /// Device user name, for devices that demand authentication.
     #[arg(short, long)]
     pub username: Option<String>,
-    /// Device password (prefer DHP2P_PASSWORD or the prompt: command lines
-    /// are visible to other users).
-    #[arg(long, env = "DHP2P_PASSWORD", hide_env_values = true)]
+    /// Device password. Visible to other users in `ps`: prefer
+    /// --password-file, DHP2P_PASSWORD or the prompt.
+    #[arg(long, conflicts_with = "password_file")]
     pub password: Option<String>,
+    /// Read the device password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
     /// [BIND_ADDR:]LOCAL_PORT:REMOTE_PORT, repeatable. REMOTE_PORT `RTSP`
     /// means the device's RTSP port. Default 127.0.0.1:1554:RTSP.
     #[arg(short = 'p', long = "port", value_name = "[ADDR:]LOCAL:REMOTE")]
@@ -150,23 +113,23 @@ pub struct TunnelArgs {
     #[arg(long)]
     pub no_sign: bool,
     /// Realms one device session carries before another opens (8 is a guess).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::MAX_REALMS)]
     pub max_realms: usize,
     /// Most device sessions at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::MAX_SESSIONS)]
     pub max_sessions: usize,
     /// Seconds without any datagram from the device before the session is
-    /// declared lost and rebuilt.
-    #[arg(long, default_value_t = 10)]
+    /// declared lost and rebuilt (longer than --heartbeat).
+    #[arg(long, default_value_t = defaults::IDLE_TIMEOUT_SECS)]
     pub idle_timeout: u64,
     /// Seconds between our heartbeats (5, as the original; the SDK uses 10).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::HEARTBEAT_SECS)]
     pub heartbeat: u64,
     /// Seconds a client that connects early may wait for the device.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = defaults::HOLD_TIMEOUT_SECS)]
     pub hold_timeout: u64,
     /// Local address of the UDP sockets.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, default_value = defaults::UDP_BIND)]
     pub udp_bind: IpAddr,
     /// Write the session's datagrams as pcap (contains authentication material).
     #[arg(long, value_name = "FILE.pcap")]
@@ -180,63 +143,68 @@ fn parse_dialect(s: &str) -> Result<Dialect, String> {
     s.parse()
 }
 
-/// The clouds to try, resolved, in order.
-async fn clouds(
-    spec: Option<&str>,
-    dialect: Option<Dialect>,
-) -> anyhow::Result<Vec<CloudCandidate>> {
-    let env = |k: &str| std::env::var(k).ok();
-    let profiles: Vec<CloudProfile> = match spec {
-        Some(s) => vec![identity::resolve(s)?],
-        None => {
-            let mut all = identity::profiles();
-            // The retired pair draws 401/403 nowadays (FIELD-NOTES C7): last.
-            all.sort_by_key(|p| p.name == "easy4ip-retired");
-            all
+/// The variable `dhp2p tunnel` reads the password from.
+const PASSWORD_ENV: &str = "DHP2P_PASSWORD";
+
+impl TunnelArgs {
+    /// The camera these flags describe (not yet validated); `env` tells
+    /// whether DHP2P_PASSWORD is set.
+    pub fn camera(&self, env: impl Fn(&str) -> Option<String>) -> CameraConfig {
+        let mut camera = CameraConfig::new(self.serial.clone());
+        camera.username = self.username.clone();
+        camera.password = self.password.clone();
+        camera.password_file = self.password_file.clone();
+        // An exported DHP2P_PASSWORD matters only with a user name.
+        if camera.username.is_some()
+            && camera.password.is_none()
+            && camera.password_file.is_none()
+            && env(PASSWORD_ENV).is_some()
+        {
+            camera.password_env = Some(PASSWORD_ENV.to_owned());
         }
-    };
-    let mut out = Vec::new();
-    for profile in profiles {
-        let mut profile = profile.with_overrides(env)?;
-        if let Some(d) = dialect {
-            profile.dialect = d;
+        camera.cloud = self.cloud.clone().unwrap_or_default();
+        camera.dialect = self.dialect;
+        camera.mode = self.mode.into();
+        if !self.ports.is_empty() {
+            camera.ports = self.ports.clone();
         }
-        let target = profile.address();
-        let resolved = tokio::net::lookup_host(target.as_str())
-            .await
-            .map(|addrs| addrs.filter(SocketAddr::is_ipv4).collect::<Vec<_>>());
-        match resolved {
-            Ok(addrs) => {
-                if let Some(addr) = addrs.first().copied() {
-                    out.push(CloudCandidate { profile, addr });
-                }
-            }
-            Err(e) => tracing::warn!("cannot resolve the {} cloud ({target}): {e}", profile.name),
-        }
+        camera.sign = !self.no_sign;
+        camera.max_realms = self.max_realms;
+        camera.max_sessions = self.max_sessions;
+        camera.idle_timeout = self.idle_timeout;
+        camera.heartbeat = self.heartbeat;
+        camera.hold_timeout = self.hold_timeout;
+        camera.udp_bind = self.udp_bind;
+        camera
     }
-    anyhow::ensure!(
-        !out.is_empty(),
-        "no cloud address could be resolved: check the network or --cloud"
-    );
-    Ok(out)
 }
 
-/// The password: flag or environment, else a prompt on a terminal.
-fn password(args: &TunnelArgs) -> Result<Option<(String, String)>, u8> {
-    let Some(user) = args.username.clone() else {
+/// The password from the camera's source, or a prompt on a terminal.
+fn password(camera: &CameraConfig) -> Result<Option<String>, u8> {
+    let (Some(user), Some(source)) = (&camera.username, camera.credential_source()) else {
         return Ok(None);
     };
-    if let Some(p) = args.password.clone() {
-        return Ok(Some((user, p)));
+    if matches!(source, CredentialSource::Inline(_)) {
+        tracing::warn!(
+            "--password is visible to other users (ps); prefer --password-file or {PASSWORD_ENV}"
+        );
+    }
+    match source.read(|k| std::env::var(k).ok()) {
+        Ok(Some(p)) => return Ok(Some(p)),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("dhp2p: {e}");
+            return Err(exit::ERROR);
+        }
     }
     if !std::io::stdin().is_terminal() {
         eprintln!(
-            "dhp2p: --username {user} needs a password: set DHP2P_PASSWORD or pass --password (no terminal to ask on)"
+            "dhp2p: --username {user} needs a password: set {PASSWORD_ENV}, --password-file or --password (no terminal to ask on)"
         );
         return Err(exit::NO_PASSWORD);
     }
     match rpassword::prompt_password(format!("Password for {user}: ")) {
-        Ok(p) => Ok(Some((user, p))),
+        Ok(p) => Ok(Some(p)),
         Err(e) => {
             eprintln!("dhp2p: cannot read the password: {e}");
             Err(exit::NO_PASSWORD)
@@ -244,26 +212,13 @@ fn password(args: &TunnelArgs) -> Result<Option<(String, String)>, u8> {
     }
 }
 
-/// Builds the driver options from the flags.
+/// Builds the driver options for a validated camera.
 pub async fn options(
     args: &TunnelArgs,
-    credentials: Option<(String, String)>,
+    camera: &CameraConfig,
+    password: Option<String>,
 ) -> anyhow::Result<TunnelOptions> {
-    let clouds = clouds(args.cloud.as_deref(), args.dialect).await?;
-    let mut handshake = HandshakeConfig::new(
-        args.serial.clone(),
-        clouds[0].addr,
-        clouds[0].profile.clone(),
-    );
-    let ptcp = PtcpConfig {
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
-        heartbeat: Some(Duration::from_secs(args.heartbeat.max(1))),
-        ..handshake.ptcp.clone()
-    };
-    handshake.credentials = credentials;
-    handshake.mode = args.mode.into();
-    handshake.use_sign = !args.no_sign;
-    handshake.ptcp = ptcp;
+    let clouds = resolve_clouds(&camera.cloud, camera.dialect, |k| std::env::var(k).ok()).await?;
     let (recorder, tap) = Recorder::start(args.record.clone(), args.tap.map(|t| t.0)).await?;
     if recorder.is_enabled() {
         tracing::warn!("captures contain authentication material: share them with care");
@@ -271,32 +226,7 @@ pub async fn options(
     if let Some(tap) = tap {
         tracing::info!("live capture on tcp://{tap}");
     }
-    let ports = if args.ports.is_empty() {
-        vec![PortSpec {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            local: 1554,
-            remote: RemotePort::Rtsp,
-        }]
-    } else {
-        args.ports.clone()
-    };
-    Ok(TunnelOptions {
-        serial: args.serial.clone(),
-        clouds,
-        handshake,
-        tunnel: TunnelConfig {
-            max_realms: args.max_realms.max(1),
-            ..TunnelConfig::default()
-        },
-        ports,
-        udp_bind: args.udp_bind,
-        hold_timeout: Duration::from_secs(args.hold_timeout),
-        bind_delay: Duration::from_millis(300),
-        max_sessions: args.max_sessions.max(1),
-        keep_warm: true,
-        max_backoff: Duration::from_secs(30),
-        recorder,
-    })
+    Ok(tunnel_options(camera, password, clouds, recorder))
 }
 
 /// The exit code for a tunnel that stopped with an error.
@@ -319,11 +249,16 @@ pub fn exit_code(err: &TunnelError) -> u8 {
 
 /// `dhp2p tunnel`: runs until SIGINT/SIGTERM. Returns the exit code.
 pub async fn run(args: TunnelArgs) -> u8 {
-    let credentials = match password(&args) {
-        Ok(c) => c,
+    let camera = args.camera(|k| std::env::var(k).ok());
+    if let Err(e) = camera.validate() {
+        eprintln!("dhp2p: {e}");
+        return exit::USAGE;
+    }
+    let password = match password(&camera) {
+        Ok(p) => p,
         Err(code) => return code,
     };
-    let opts = match options(&args, credentials).await {
+    let opts = match options(&args, &camera, password).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("dhp2p: {e:#}");
@@ -390,46 +325,11 @@ pub struct DemoArgs {
     pub loss: f64,
 }
 
-/// Options for a tunnel to a cloud on loopback (the emulator): `demo`,
-/// `tools/bench` and tests. One listener on 127.0.0.1:`local_port`.
-pub fn loopback_options(
-    cloud: SocketAddr,
-    serial: &str,
-    credentials: Option<(String, String)>,
-    local_port: u16,
-    remote: RemotePort,
-) -> anyhow::Result<TunnelOptions> {
-    let profile = identity::resolve(&cloud.to_string())?;
-    let mut handshake = HandshakeConfig::new(serial.to_string(), cloud, profile.clone());
-    handshake.credentials = credentials;
-    Ok(TunnelOptions {
-        serial: serial.to_string(),
-        clouds: vec![CloudCandidate {
-            profile,
-            addr: cloud,
-        }],
-        handshake,
-        tunnel: TunnelConfig::default(),
-        ports: vec![PortSpec {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            local: local_port,
-            remote,
-        }],
-        udp_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        hold_timeout: Duration::from_secs(15),
-        bind_delay: Duration::from_millis(300),
-        max_sessions: 8,
-        keep_warm: true,
-        max_backoff: Duration::from_secs(5),
-        recorder: Recorder::disabled(),
-    })
-}
-
 /// `dhp2p demo`: emulator + tunnel, prints the URL, runs until a signal.
 pub async fn demo(args: DemoArgs) -> u8 {
-    use crate::emulator::driver::{self as emu_driver, DriverOptions};
-    use crate::emulator::EmulatorConfig;
-    use crate::net::faults::FaultConfig;
+    use dhp2p::emulator::driver::{self as emu_driver, DriverOptions};
+    use dhp2p::emulator::EmulatorConfig;
+    use dhp2p::net::faults::FaultConfig;
     let config = EmulatorConfig::default();
     let serial = config.serials[0].clone();
     let (user, pass) = (config.username.clone(), config.password.clone());
@@ -469,7 +369,7 @@ pub async fn demo(args: DemoArgs) -> u8 {
             return exit::ERROR;
         }
     };
-    opts.handshake.mode = args.mode.into();
+    opts.target.mode = Mode::from(args.mode).into();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         let mut port = None;
@@ -502,5 +402,87 @@ pub async fn demo(args: DemoArgs) -> u8 {
             eprintln!("dhp2p: {e}");
             exit_code(&e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cmd::{Cli, Command};
+    use dhp2p::tunnel::config::cameras_from_toml;
+
+    fn tunnel_args(flags: &[&str]) -> TunnelArgs {
+        let argv = ["dhp2p", "tunnel"].iter().chain(flags);
+        match Cli::try_parse_from(argv).map(|c| c.command) {
+            Ok(Command::Tunnel(args)) => *args,
+            other => panic!("not a tunnel command line: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_toml_camera_is_the_same_config_as_the_equivalent_flags() {
+        let flags = tunnel_args(&[
+            "ABC123456789XYZ",
+            "--username",
+            "admin",
+            "--password-file",
+            "/run/secrets/cam",
+            "--cloud",
+            "dolynk",
+            "--mode",
+            "relay",
+            "-p",
+            "1554:RTSP",
+            "-p",
+            "0.0.0.0:8080:80",
+            "--no-sign",
+            "--idle-timeout",
+            "20",
+            "--max-realms",
+            "4",
+        ])
+        .camera(|_| None);
+        let toml = r#"
+            [defaults]
+            username = "admin"
+            idle_timeout = 20
+
+            [[camera]]
+            serial = "ABC123456789XYZ"
+            password_file = "/run/secrets/cam"
+            cloud = "dmss"
+            mode = "relay"
+            ports = ["127.0.0.1:1554:rtsp", "0.0.0.0:8080:80"]
+            sign = false
+            max_realms = 4
+        "#;
+        let from_file = cameras_from_toml(toml).unwrap();
+        assert_eq!(from_file, vec![flags.clone()]);
+        assert!(flags.validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_of_flags_and_file_agree() {
+        let flags = tunnel_args(&["ABC123"]).camera(|_| None);
+        let file = cameras_from_toml("[[camera]]\nserial = \"ABC123\"\n").unwrap();
+        assert_eq!(file, vec![flags]);
+    }
+
+    #[test]
+    fn dhp2p_password_in_the_environment_is_the_env_source() {
+        let env = |k: &str| (k == PASSWORD_ENV).then(|| "pw".to_owned());
+        let camera = tunnel_args(&["ABC123", "-u", "admin"]).camera(env);
+        assert_eq!(
+            camera.credential_source(),
+            Some(CredentialSource::Env(PASSWORD_ENV.into()))
+        );
+        let camera = tunnel_args(&["ABC123", "-u", "admin"]).camera(|_| None);
+        assert_eq!(camera.credential_source(), Some(CredentialSource::Prompt));
+        // Exported but no user name: not a usage error, just unused.
+        let camera = tunnel_args(&["ABC123"]).camera(env);
+        assert_eq!(camera.credential_source(), None);
+        assert!(camera.validate().is_ok());
     }
 }

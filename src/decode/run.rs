@@ -1,4 +1,4 @@
-//! `dhp2p decode`: read a capture and print one record per Dahua P2P
+//! The engine of `dhp2p decode`: read a capture and print one record per Dahua P2P
 //! datagram (summary lines, field trees, hex or NDJSON), or hand the
 //! datagrams to `--stats` and `--follow`.
 //!
@@ -7,20 +7,18 @@
 //! so tests drive it without a process.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::describe::{describe_with, Options};
 use super::dissect::write_details;
+use super::filter::SessionFilter;
 use super::follow::{FollowResult, Follower};
 use super::pcap::{PcapReader, ReadError, ReaderStats};
-use super::record::{Record, SessionKey};
+use super::record::Record;
 use super::stats::StatsCollector;
 use crate::codec::classify::{kind_of, Kind};
 use crate::codec::ptcp;
@@ -30,56 +28,16 @@ pub const EXIT_OK: u8 = 0;
 /// The file was damaged (decoded up to the damage), or held no Dahua P2P
 /// datagram at all.
 pub const EXIT_DAMAGED_OR_EMPTY: u8 = 1;
-/// Bad command line (clap's own code).
+/// Bad command line (the argument parser's own code).
 pub const EXIT_USAGE: u8 = 2;
 /// The input could not be opened or is not a capture.
 pub const EXIT_NOT_A_CAPTURE: u8 = 4;
 
-/// Files at least this big get a progress bar (on a terminal).
-const PROGRESS_MIN_BYTES: u64 = 10 * 1000 * 1000;
 /// Records between progress bar updates.
 const PROGRESS_EVERY: u64 = 2048;
 
-pub const DECODE_AFTER_HELP: &str = "\
-Input:
-  A pcap (either byte order, µs or ns) or pcapng file, or `-` (the default)
-  for a stream on stdin. Link types: Ethernet (VLAN/QinQ tags), Linux cooked
-  SLL and SLL2, raw IPv4/IPv6, BSD loopback. IPv4 and IPv6, fragments
-  reassembled. Cloud, punch and PTCP datagrams are recognised by content on
-  any port; other UDP datagrams are shown as UDP, other frames are counted
-  and skipped.
-
-Output (stdout, one record per datagram and nothing else):
-  N TIME SRC → DST KIND summary
-                 TIME is seconds since the first frame; KIND is PTCP, CLOUD,
-                 PUNCH or UDP; malformed datagrams show [malformed] and the
-                 reason with its offset
-  -V             adds the field tree (like tshark -V) and a blank line
-  --hex          adds a hex dump (secret bytes shown as `*`)
-  --json         one JSON object per datagram (NDJSON); schema in docs/DECODE.md
-  --stats        a per-session and per-realm report instead of records
-  --follow REALM the realm's reassembled bytes (device to client by default)
-  On stderr: a line of counts at the end (not with -q), where reading stopped
-  if the file is damaged, and a progress bar for big files on a terminal.
-
-Exit codes:
-  0  success
-  1  the file is damaged (decoded up to the damage, offset on stderr), or
-     holds no Dahua P2P datagram at all
-  2  usage error
-  4  the input cannot be opened or is not a pcap/pcapng capture
-
-Examples:
-  dhp2p decode session.pcap
-  dhp2p decode -V --kind ptcp --realm 0x0a0b0c0d session.pcapng
-  tcpdump -i eth0 -w - udp | dhp2p decode -
-  dhp2p decode --json session.pcap | jq -c 'select(.kind == \"cloud\") | .summary'
-  dhp2p decode --session 192.0.2.10:50000 --stats session.pcap
-  dhp2p decode --follow 0x0a0b0c0d -o realm.bin session.pcap
-  dhp2p decode --follow 0x0a0b0c0d --rtsp session.pcap";
-
 /// Which of a realm's two byte streams `--follow` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowDirection {
     /// What the device (the tunnelled service) sent: the RTSP answers and media.
     FromDevice,
@@ -87,108 +45,45 @@ pub enum FollowDirection {
     ToDevice,
 }
 
-/// `--session`: one endpoint (either side) or a pair (either direction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionFilter {
-    Endpoint(SocketAddr),
-    Pair(SessionKey),
-}
-
-impl SessionFilter {
-    pub fn matches(&self, record: &Record) -> bool {
-        match self {
-            SessionFilter::Endpoint(addr) => record.src == *addr || record.dst == *addr,
-            SessionFilter::Pair(key) => record.session() == *key,
-        }
-    }
-}
-
-impl FromStr for SessionFilter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SessionFilter, String> {
-        let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        let addr = |text: &str| {
-            text.parse::<SocketAddr>().map_err(|_| {
-                format!("{text:?} is not an address:port (e.g. 192.0.2.10:50000 or [2001:db8::1]:50000)")
-            })
-        };
-        // `A<->B` as `--stats` prints sessions, or `A-B`.
-        let pair = compact
-            .split_once("<->")
-            .or_else(|| compact.split_once('-'));
-        match pair {
-            Some((a, b)) => Ok(SessionFilter::Pair(SessionKey::of(addr(a)?, addr(b)?))),
-            None => Ok(SessionFilter::Endpoint(addr(&compact)?)),
-        }
-    }
-}
-
-/// A realm id: `0x0a0b0c0d` or decimal.
-pub fn parse_realm(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => t.parse(),
-    };
-    parsed.map_err(|_| format!("{s:?} is not a realm id (0x1234abcd or a decimal number)"))
-}
-
-fn parse_kind(s: &str) -> Result<Kind, String> {
-    s.parse()
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DecodeArgs {
+/// What `decode` prints and how (the flags of `dhp2p decode`).
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
     /// Capture to read (pcap or pcapng); `-` reads a stream from stdin.
-    #[arg(value_name = "FILE", default_value = "-")]
     pub file: PathBuf,
     /// Print the field tree under each summary line (like tshark -V).
-    #[arg(short = 'V', long = "tree")]
     pub tree: bool,
     /// Print a hex dump of each datagram (secret bytes masked).
-    #[arg(long = "hex")]
     pub hex_dump: bool,
     /// One JSON object per datagram and line (NDJSON) instead of text; with
     /// --stats, the report as one JSON object.
-    #[arg(long, conflicts_with_all = ["tree", "hex_dump"])]
     pub json: bool,
     /// Only datagrams of this kind: cloud, punch, ptcp or unknown (repeatable).
-    #[arg(long = "kind", value_name = "KIND", value_parser = parse_kind)]
     pub kinds: Vec<Kind>,
     /// Only PTCP datagrams whose body names this realm (0x1234abcd or decimal).
-    #[arg(long, value_name = "REALM", value_parser = parse_realm)]
     pub realm: Option<u32>,
     /// Only datagrams to or from ADDR:PORT, or between A and B (`A-B`).
-    #[arg(long, value_name = "ADDR:PORT|A-B")]
     pub session: Option<SessionFilter>,
     /// Print a report per session and realm (handshake timeline, path,
     /// bytes, losses, verdict) instead of one record per datagram.
-    #[arg(long, conflicts_with_all = ["tree", "hex_dump", "follow"])]
     pub stats: bool,
     /// Write one realm's reassembled byte stream instead of records.
-    #[arg(long, value_name = "REALM", value_parser = parse_realm,
-          conflicts_with_all = ["tree", "hex_dump", "json"])]
     pub follow: Option<u32>,
     /// With --follow: which direction of the realm to write.
-    #[arg(long, value_enum, default_value = "from-device", requires = "follow")]
     pub direction: FollowDirection,
     /// With --follow: print the realm's RTSP dialogue (requests, responses,
     /// RTP packet counts) instead of its bytes.
-    #[arg(long, requires = "follow")]
     pub rtsp: bool,
     /// With --follow: write to FILE instead of stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE", requires = "follow")]
     pub output: Option<PathBuf>,
     /// Show secrets (DevAuth, Authorization credentials) instead of
     /// <redacted>. Do not paste the output anywhere public.
-    #[arg(long)]
     pub no_redact: bool,
 }
 
-impl DecodeArgs {
+impl DecodeOptions {
     /// Arguments for `file` with every option off (for tests and callers).
-    pub fn for_file(file: impl Into<PathBuf>) -> DecodeArgs {
-        DecodeArgs {
+    pub fn for_file(file: impl Into<PathBuf>) -> DecodeOptions {
+        DecodeOptions {
             file: file.into(),
             tree: false,
             hex_dump: false,
@@ -205,48 +100,15 @@ impl DecodeArgs {
         }
     }
 
-    fn is_stdin(&self) -> bool {
+    pub fn is_stdin(&self) -> bool {
         self.file.as_os_str() == "-"
     }
 
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         if self.is_stdin() {
             "stdin".into()
         } else {
             self.file.display().to_string()
-        }
-    }
-}
-
-/// Runs `dhp2p decode` on the process's streams and returns the exit code.
-pub fn run(args: &DecodeArgs, quiet: bool) -> u8 {
-    let stderr = io::stderr();
-    let mut err = stderr.lock();
-    let (input, size): (Box<dyn Read>, Option<u64>) = if args.is_stdin() {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        match File::open(&args.file) {
-            Ok(file) => {
-                let size = file.metadata().ok().map(|m| m.len());
-                (Box::new(file), size)
-            }
-            Err(error) => {
-                let _ = writeln!(err, "dhp2p decode: cannot open {}: {error}", args.name());
-                return EXIT_NOT_A_CAPTURE;
-            }
-        }
-    };
-    let progress = size.filter(|&s| s >= PROGRESS_MIN_BYTES && io::stderr().is_terminal());
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let code = decode(args, quiet, input, progress, &mut out, &mut err);
-    match code.and_then(|code| out.flush().map(|()| code)) {
-        Ok(code) => code,
-        // A closed pipe (`| head`) is how a reader says it has seen enough.
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(error) => {
-            let _ = writeln!(err, "dhp2p decode: {error}");
-            EXIT_DAMAGED_OR_EMPTY
         }
     }
 }
@@ -289,7 +151,7 @@ enum Sink {
 /// progress bar should be drawn. Returns the exit code; `Err` only for
 /// write errors.
 pub fn decode(
-    args: &DecodeArgs,
+    args: &DecodeOptions,
     quiet: bool,
     input: impl Read,
     progress: Option<u64>,
@@ -432,7 +294,7 @@ pub fn decode(
 
 /// Whether the filters keep a datagram; cheap checks first, and the realm
 /// filter decodes only the PTCP header and sub-header.
-fn wanted(args: &DecodeArgs, kind: Kind, record: &Record) -> bool {
+fn wanted(args: &DecodeOptions, kind: Kind, record: &Record) -> bool {
     if !args.kinds.is_empty() && !args.kinds.contains(&kind) {
         return false;
     }
@@ -501,7 +363,11 @@ fn write_stats(collector: &StatsCollector, json: bool, out: &mut impl Write) -> 
 
 /// `--follow`: the realm's bytes in one direction, or its RTSP dialogue,
 /// to stdout or `-o FILE`.
-fn write_follow(args: &DecodeArgs, result: FollowResult, out: &mut impl Write) -> io::Result<()> {
+fn write_follow(
+    args: &DecodeOptions,
+    result: FollowResult,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let report;
     let bytes: &[u8] = if args.rtsp {
         report = result.rtsp_report();
@@ -592,26 +458,6 @@ mod tests {
             let packet = ptcp::Packet::decode(&bytes).unwrap();
             assert_eq!(packet.to_string(), describe_with(&bytes, Options::default()).summary);
         }
-    }
-
-    #[test]
-    fn realm_parses_hex_and_decimal() {
-        assert_eq!(parse_realm("0x0a0b0c0d"), Ok(0x0a0b_0c0d));
-        assert_eq!(parse_realm("168496141"), Ok(0x0a0b_0c0d));
-        assert!(parse_realm("0xzz").is_err());
-    }
-
-    #[test]
-    fn session_filter_forms() {
-        let a: SocketAddr = "192.0.2.10:50000".parse().unwrap();
-        let b: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
-        assert_eq!(
-            "192.0.2.10:50000".parse::<SessionFilter>(),
-            Ok(SessionFilter::Endpoint(a))
-        );
-        let pair = SessionFilter::Pair(SessionKey::of(a, b));
-        assert_eq!("[2001:db8::1]:40000-192.0.2.10:50000".parse(), Ok(pair));
-        assert_eq!("192.0.2.10:50000 <-> [2001:db8::1]:40000".parse(), Ok(pair));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `dhp2p redact`: command-line flags and the file handling around
-//! [`super::Redactor`] (read the input twice, write the output through a
+//! [`dhp2p::redact::Redactor`] (read the input twice, write the output through a
 //! temporary file that only becomes OUT when everything went right).
 
 use std::fs::File;
@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pcap_file::TsResolution;
 use sha2::{Digest, Sha256};
 
-use crate::capture::UdpPcapWriter;
-use crate::decode::pcap::{CaptureFormat, PcapReader};
+use dhp2p::capture::UdpPcapWriter;
+use dhp2p::decode::pcap::{CaptureFormat, PcapReader};
 
-use super::{Counts, Redactor};
+use dhp2p::redact::{Counts, Redactor};
 
 pub const REDACT_AFTER_HELP: &str = "\
 What changes:

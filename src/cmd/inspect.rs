@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::app::{App, Config, DEFAULT_MAX_PACKETS};
-use super::driver;
-use super::source::{self, Input};
+use dhp2p::tui::app::{App, Config, DEFAULT_MAX_PACKETS};
+use dhp2p::tui::driver;
+use dhp2p::tui::source::{self, Input};
 
 /// Exit code when the inspector cannot start (no terminal, unreadable file).
 pub const EXIT_CANNOT_START: u8 = 1;

@@ -1,19 +1,21 @@
 //! `dhp2p emulate-device`: flags, start-up line, shutdown report.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::config::{
+use dhp2p::emulator::config::{
     AuthPolicy, CloudDialect, DeviceSpec, EmulatorConfig, FleetFile, Mode, RefuseBind, Service,
 };
-use super::driver::{self, DriverOptions};
-use super::report;
-use crate::net::faults::FaultConfig;
-use crate::net::record::Recorder;
+use dhp2p::emulator::driver::{self, DriverOptions};
+use dhp2p::emulator::report;
+use dhp2p::net::faults::FaultConfig;
+use dhp2p::net::record::Recorder;
+use dhp2p::net::{wait_for_signal, ListenAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthArg {
@@ -72,22 +74,6 @@ impl<T: FromStr<Err = String>> FromStr for PortMap<T> {
             port,
             value: value.parse()?,
         })
-    }
-}
-
-/// A socket address for `--expose`/`--tap`; a bare port means 127.0.0.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr(pub SocketAddr);
-
-impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Ok(port) = s.parse::<u16>() {
-            return Ok(ListenAddr(SocketAddr::from(([127, 0, 0, 1], port))));
-        }
-        s.parse()
-            .map(ListenAddr)
-            .map_err(|_| format!("{s:?}: expected IP:PORT or PORT"))
     }
 }
 
@@ -288,10 +274,26 @@ impl EmulateArgs {
     }
 }
 
+/// `dhp2p emulate-device`: flags that fail validation (a fault percentage
+/// out of range, a bad duration) exit 2 like any usage error; then the
+/// emulator runs until SIGINT/SIGTERM.
+pub fn main(args: EmulateArgs) -> ExitCode {
+    let checked = args.config().and_then(|c| Ok((c, args.faults()?)));
+    let (config, faults) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dhp2p: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    super::run_async(run(args, config, faults))
+}
+
+/// Bad flags: clap's own code.
+const EXIT_USAGE: u8 = 2;
+
 /// Runs the emulator until SIGINT/SIGTERM.
-pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let faults = args.faults()?;
+async fn run(args: EmulateArgs, config: EmulatorConfig, faults: FaultConfig) -> anyhow::Result<()> {
     let (recorder, tap) = Recorder::start(args.record.clone(), args.tap.map(|t| t.0)).await?;
     if recorder.is_enabled() {
         tracing::warn!("captures contain authentication material: share them with care");
@@ -326,36 +328,5 @@ pub async fn run(args: EmulateArgs) -> anyhow::Result<()> {
         )),
         (Some(e), None) => Err(anyhow::anyhow!("the capture stopped early: {e}")),
         (None, _) => Ok(()),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
-/// called, not when first awaited: call it before announcing readiness, so a
-/// signal sent right after the ready line is not fatal.
-pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let int = signal(SignalKind::interrupt()).ok();
-        let term = signal(SignalKind::terminate()).ok();
-        async move {
-            match (int, term) {
-                (Some(mut int), Some(mut term)) => {
-                    tokio::select! {
-                        _ = int.recv() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
