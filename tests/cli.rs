@@ -303,3 +303,69 @@ fn a_password_file_is_read_and_warned_about_when_others_can_read_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn binary_garbage_on_stdin_exits_3_naming_the_line() {
+    // Like `head -c 100000 /dev/urandom | dhp2p dissect`, reproducibly.
+    let mut x: u32 = 0x1234_5678;
+    let garbage: Vec<u8> = (0..100_000)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dhp2p"))
+        .arg("dissect")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dhp2p");
+    let mut input = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&garbage);
+    });
+    let out = child.wait_with_output().expect("wait for dhp2p");
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("stdin line 1: not text (byte 0x"),
+        "the line is not named:\n{err}"
+    );
+    assert!(!err.contains("did not contain valid UTF-8"), "{err}");
+}
+
+/// Runs `dhp2p ARGS` with a terminal as stdin/stdout/stderr (util-linux
+/// `script`), stdin at end of file at once.
+fn on_a_terminal(args: &str) -> String {
+    let script = "/usr/bin/script";
+    assert!(
+        std::path::Path::new(script).exists(),
+        "script is missing: apt-get install bsdutils"
+    );
+    let command = format!("timeout 5 {} {args}", env!("CARGO_BIN_EXE_dhp2p"));
+    let out = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn decode_and_dissect_on_a_terminal_say_what_they_wait_for() {
+    let dissect = on_a_terminal("dissect");
+    assert!(
+        dissect.contains("reading hex datagrams from the terminal"),
+        "{dissect}"
+    );
+    let decode = on_a_terminal("decode -");
+    assert!(
+        decode.contains("stdin, which is a terminal; give a FILE"),
+        "{decode}"
+    );
+    // Not on a pipe: scripts get no noise.
+    let piped = dhp2p(&["dissect"], Some(SYN));
+    assert!(!stderr(&piped).contains("terminal"), "{}", stderr(&piped));
+}

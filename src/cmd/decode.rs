@@ -143,6 +143,12 @@ pub fn run(args: &DecodeArgs, quiet: bool) -> u8 {
     let args = &args.options();
     let stderr = io::stderr();
     let mut err = stderr.lock();
+    if args.is_stdin() && io::stdin().is_terminal() {
+        let _ = writeln!(
+            err,
+            "dhp2p decode: reading a pcap/pcapng capture from stdin, which is a terminal; give a FILE or pipe one in (`tcpdump -w - … | dhp2p decode -`); Ctrl-C stops"
+        );
+    }
     let (input, size): (Box<dyn Read>, Option<u64>) = if args.is_stdin() {
         (Box::new(io::stdin().lock()), None)
     } else {

@@ -1,6 +1,6 @@
 //! `dhp2p dissect`: flags and the process's streams.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -75,6 +75,12 @@ impl DissectArgs {
 
 /// Decodes the arguments (or stdin) to stdout.
 pub fn run(args: &DissectArgs, quiet: bool) -> ExitCode {
+    let reads_stdin = args.hex.is_empty() || args.hex.iter().any(|a| a == "-");
+    if reads_stdin && io::stdin().is_terminal() {
+        eprintln!(
+            "dhp2p dissect: reading hex datagrams from the terminal, one per line; Ctrl-D ends (a datagram as an argument also works; see --help)"
+        );
+    }
     let result = dissect::run(
         &args.options(quiet),
         &args.hex,

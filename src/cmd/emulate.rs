@@ -310,9 +310,7 @@ async fn run(args: EmulateArgs, config: EmulatorConfig, faults: FaultConfig) -> 
     let emu = driver::start(config, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", report::start_hint(&e)))?;
-    println!("{}", report::ready_line(&emu, tap));
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
+    crate::cmd::MachineOut::default().line(&report::ready_line(&emu, tap));
     signal.await;
     tracing::info!("stopping");
     let finished = emu.stop().await;

@@ -121,3 +121,26 @@ pub fn run_code(fut: impl std::future::Future<Output = u8>) -> ExitCode {
         }
     }
 }
+
+/// Stdout for machine lines of long-running commands (`ready …`, the URL of
+/// `demo`). A closed stdout (`| head -1`) means nobody is listening: the
+/// command stops printing and keeps working; it never panics.
+#[derive(Debug, Default)]
+pub struct MachineOut {
+    closed: bool,
+}
+
+impl MachineOut {
+    /// Writes `line` and flushes; after the first failure, nothing more.
+    pub fn line(&mut self, line: &str) {
+        use std::io::Write as _;
+        if self.closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            self.closed = true;
+            tracing::info!("stdout is closed ({e}): no more status lines; still running");
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use tokio::sync::mpsc;
 
+use crate::cmd::MachineOut;
 use dhp2p::codec::cloud::Dialect;
 use dhp2p::net::record::Recorder;
 use dhp2p::net::{wait_for_signal, ListenAddr};
@@ -270,7 +271,7 @@ pub async fn run(args: TunnelArgs) -> u8 {
     // Machine-readable lines on stdout (scripts and tests wait for them);
     // the human-readable story is on stderr.
     let printer = tokio::spawn(async move {
-        use std::io::Write as _;
+        let mut out = MachineOut::default();
         while let Some(s) = status_rx.recv().await {
             let line = match s {
                 Status::Listening(addrs) => addrs
@@ -283,8 +284,7 @@ pub async fn run(args: TunnelArgs) -> u8 {
                 }
                 Status::Lost { reason } => format!("lost {reason}"),
             };
-            println!("{line}");
-            let _ = std::io::stdout().flush();
+            out.line(&line);
         }
     });
     let result = tunnel::run(opts, wait_for_signal(), status_tx).await;
@@ -372,6 +372,7 @@ pub async fn demo(args: DemoArgs) -> u8 {
     opts.target.mode = Mode::from(args.mode).into();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
+        let mut out = MachineOut::default();
         let mut port = None;
         let mut printed = false;
         while let Some(s) = status_rx.recv().await {
@@ -382,11 +383,9 @@ pub async fn demo(args: DemoArgs) -> u8 {
                     let url = format!(
                         "rtsp://{user}:{pass}@127.0.0.1:{port}/cam/realmonitor?channel=1&subtype=0"
                     );
-                    println!("{url}");
-                    println!("ffplay -rtsp_transport tcp \"{url}\"");
-                    println!("vlc \"{url}\"");
-                    use std::io::Write as _;
-                    let _ = std::io::stdout().flush();
+                    out.line(&url);
+                    out.line(&format!("ffplay -rtsp_transport tcp \"{url}\""));
+                    out.line(&format!("vlc \"{url}\""));
                     printed = true;
                 }
                 _ => {}

@@ -269,9 +269,26 @@ fn read_stdin(
     err: &mut impl Write,
 ) -> io::Result<()> {
     let mut block: Option<Input> = None;
-    for (index, line) in stdin.lines().enumerate() {
-        let line = line?;
+    for (index, line) in stdin.split(b'\n').enumerate() {
+        let mut line = line?;
         let number = index + 1;
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        let line = match String::from_utf8(line) {
+            Ok(line) => line,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                writeln!(
+                    err,
+                    "dhp2p dissect: stdin line {number}: not text (byte 0x{:02x} at column {} is not UTF-8), skipped",
+                    e.as_bytes().get(at).copied().unwrap_or(0),
+                    at + 1
+                )?;
+                state.bad_hex = true;
+                continue;
+            }
+        };
         if line.len() > MAX_LINE_LEN {
             writeln!(
                 err,
