@@ -89,7 +89,7 @@ Examples:
   dhp2p emulate-device --cloud-port 0 --device CAM00000000001 --device CAM00000000002,mode=relay-only,loss=5
   # Reach the built-in RTSP service without the tunnel:
   dhp2p emulate-device --expose 554=127.0.0.1:8554
-  ffprobe rtsp://admin:admin@127.0.0.1:8554/cam/realmonitor?channel=1&subtype=0
+  ffprobe 'rtsp://admin:admin@127.0.0.1:8554/cam/realmonitor?channel=1&subtype=0'
 
 Output: one line on stdout once every role listens, e.g.
   ready cloud=127.0.0.1:8800 serial=DEMO00000000001 p2psrv=127.0.0.1:40001 relay=… agent=… device=… svc554=127.0.0.1:8554
@@ -298,6 +298,8 @@ async fn run(args: EmulateArgs, config: EmulatorConfig, faults: FaultConfig) -> 
     if recorder.is_enabled() {
         tracing::warn!("captures contain authentication material: share them with care");
     }
+    let options_exposed: Vec<(u16, std::net::SocketAddr)> =
+        args.expose.iter().map(|e| (e.port, e.value.0)).collect();
     let options = DriverOptions {
         listen: args.listen,
         cloud_port: args.cloud_port,
@@ -310,6 +312,15 @@ async fn run(args: EmulateArgs, config: EmulatorConfig, faults: FaultConfig) -> 
     let emu = driver::start(config, options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the emulator: {e}{}", report::start_hint(&e)))?;
+    for (port, addr) in &options_exposed {
+        dhp2p::net::listen::warn_if_exposed(*addr, &format!("the emulated device's port {port}"));
+    }
+    if !args.listen.is_loopback() {
+        tracing::warn!(
+            "the emulated cloud, relay and device listen on {}, which other machines can reach",
+            args.listen
+        );
+    }
     crate::cmd::MachineOut::default().line(&report::ready_line(&emu, tap));
     signal.await;
     tracing::info!("stopping");

@@ -226,6 +226,8 @@ pub async fn options(
     }
     if let Some(tap) = tap {
         tracing::info!("live capture on tcp://{tap}");
+        // The bound port, for `--tap 0` (scripts wait for it).
+        MachineOut::default().line(&format!("tap {tap}"));
     }
     Ok(tunnel_options(camera, password, clouds, recorder))
 }

@@ -18,3 +18,13 @@ impl FromStr for ListenAddr {
             .map_err(|_| format!("{s:?}: expected IP:PORT or PORT"))
     }
 }
+
+/// Warns when a listener is reachable from other machines, saying what
+/// anyone who connects gets.
+pub fn warn_if_exposed(addr: SocketAddr, what: &str) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {addr}, which other machines can reach: anyone who connects gets {what}"
+        );
+    }
+}

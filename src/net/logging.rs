@@ -31,10 +31,18 @@ pub fn init(verbosity: Verbosity, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.level()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour(std::env::var_os("NO_COLOR")))
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Colours only on a terminal, and never when NO_COLOR is set to anything
+/// but "" (no-color.org): a log file or a pipe gets plain text.
+fn colour(no_color: Option<std::ffi::OsString>) -> bool {
+    use std::io::IsTerminal;
+    no_color.map_or(true, |v| v.is_empty()) && std::io::stderr().is_terminal()
 }

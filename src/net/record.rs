@@ -180,6 +180,10 @@ impl Recorder {
         }
         if let Some(addr) = tap_addr {
             tracing::info!("pcap tap listening on {addr} (captures contain auth material)");
+            crate::net::listen::warn_if_exposed(
+                addr,
+                "a live capture holding authentication material (logins, digests, DevAuth)",
+            );
         }
         Ok((Recorder { inner: Some(inner) }, tap_addr))
     }

@@ -208,7 +208,13 @@ struct Session {
     started: Instant,
     cloud: usize,
     recv_tasks: [JoinHandle<()>; 2],
+    /// Since when a ready session has had no realm (None while in use).
+    idle_since: Option<Instant>,
 }
+
+/// How long an extra session may sit without realms before it is closed
+/// (one stays warm when `keep_warm`).
+const IDLE_SESSION_GRACE: Duration = Duration::from_secs(3);
 
 fn unix_now() -> i64 {
     SystemTime::now()
@@ -239,6 +245,11 @@ struct Driver {
     remote_rtsp: u16,
     status: mpsc::UnboundedSender<Status>,
     fatal: Option<TunnelError>,
+    /// Why a session lost the device, until another is ready (for held
+    /// clients' messages).
+    last_loss: Option<String>,
+    /// The last failed handshake since the tunnel worked, for the same.
+    last_failure: Option<String>,
     /// The one source of randomness: seeds for the state machines and
     /// nonces, drawn here and passed in.
     rng: SmallRng,
@@ -263,6 +274,13 @@ pub async fn run(
         tracing::info!(
             "listening on {bound} → device port {}",
             describe_remote(spec.remote)
+        );
+        crate::net::listen::warn_if_exposed(
+            bound,
+            &format!(
+                "the device's port {} (the tunnel adds no authentication)",
+                describe_remote(spec.remote)
+            ),
         );
         listening.push(bound);
         let tx = tx.clone();
@@ -289,6 +307,8 @@ pub async fn run(
         remote_rtsp: 554,
         status,
         fatal: None,
+        last_loss: None,
+        last_failure: None,
         rng: SmallRng::from_entropy(),
         opts,
     };
@@ -590,12 +610,99 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            tracing::warn!(
-                "client {id}: no device session within {:?}; closing it",
-                self.opts.hold_timeout
-            );
+            let why = self.why_no_room();
+            tracing::warn!("client {id}: {why}; closing it");
             self.drop_client(id, true);
         }
+    }
+
+    /// Why a held client found no realm within its hold time, as the
+    /// case is: every slot busy, the device lost, or no session came up.
+    fn why_no_room(&self) -> String {
+        let hold = self.opts.hold_timeout;
+        let ready = self
+            .sessions
+            .values()
+            .filter(|s| matches!(s.state, SessionState::Ready { .. }))
+            .count();
+        let full = self.sessions.values().all(|s| match &s.state {
+            SessionState::Ready { tunnel, .. } => !tunnel.can_open(),
+            SessionState::Handshaking(_) => false,
+        });
+        if ready > 0 && full && self.sessions.len() >= self.opts.max_sessions {
+            return format!(
+                "all {} sessions × {} realms are busy (raise --max-sessions or --max-realms)",
+                self.opts.max_sessions, self.opts.tunnel.max_realms
+            );
+        }
+        if ready == 0 {
+            if let Some(reason) = &self.last_loss {
+                return format!(
+                    "the device was lost ({reason}) and no new session came up within {hold:?}"
+                );
+            }
+            if let Some(failure) = &self.last_failure {
+                return format!("no device session within {hold:?} (last attempt: {failure})");
+            }
+        }
+        format!("no device session within {hold:?}")
+    }
+
+    /// Closes ready sessions that have carried no realm for
+    /// [`IDLE_SESSION_GRACE`], keeping one warm: clients that came and went
+    /// must not leave device sessions (and their fds) behind.
+    async fn close_idle_sessions(&mut self, now: Instant) {
+        let binding: Vec<SessionId> = self
+            .clients
+            .values()
+            .filter_map(|c| match c.state {
+                ClientState::Binding(sid) | ClientState::Open(sid) => Some(sid),
+                ClientState::Held => None,
+            })
+            .collect();
+        let mut ready = 0;
+        let mut idle = Vec::new();
+        for (sid, s) in self.sessions.iter_mut() {
+            let SessionState::Ready { tunnel, .. } = &s.state else {
+                continue;
+            };
+            ready += 1;
+            if tunnel.realms() > 0 || binding.contains(sid) {
+                s.idle_since = None;
+                continue;
+            }
+            let since = *s.idle_since.get_or_insert(now);
+            if now >= since + IDLE_SESSION_GRACE {
+                idle.push(*sid);
+            }
+        }
+        let held = self.clients.values().any(|c| c.state == ClientState::Held);
+        if held || idle.is_empty() {
+            return;
+        }
+        // The oldest idle session stays when it would be the last one.
+        if self.opts.keep_warm && idle.len() >= ready {
+            idle.remove(0);
+        }
+        for sid in idle {
+            let Some(s) = self.sessions.remove(&sid) else {
+                continue;
+            };
+            tracing::info!(
+                "session {sid}: no client for {} s; closing it ({} device sessions left)",
+                IDLE_SESSION_GRACE.as_secs(),
+                self.sessions.len()
+            );
+            for t in &s.recv_tasks {
+                t.abort();
+            }
+            self.unbind(&s).await;
+        }
+    }
+
+    /// A held client that has spoken, closed, or waited its bind delay.
+    fn wants_realm(&self, now: Instant, c: &Client) -> bool {
+        !c.early.is_empty() || c.eof || now >= c.accepted + self.opts.bind_delay
     }
 
     /// Starts sessions as clients need them, and places held clients.
@@ -604,10 +711,7 @@ impl Driver {
         let held: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                c.state == ClientState::Held
-                    && (!c.early.is_empty() || c.eof || now >= c.accepted + self.opts.bind_delay)
-            })
+            .filter(|(_, c)| c.state == ClientState::Held && self.wants_realm(now, c))
             .map(|(id, _)| *id)
             .collect();
         for id in held {
@@ -632,11 +736,14 @@ impl Driver {
                 }
             }
         }
+        self.close_idle_sessions(now).await;
         // Start a session when clients wait without room, or to stay warm.
+        // Only clients that want a realm now count: one that connected and
+        // left (a health check, a port scan) never reaches its bind delay.
         let waiting = self
             .clients
             .values()
-            .filter(|c| c.state == ClientState::Held)
+            .filter(|c| c.state == ClientState::Held && self.wants_realm(now, c))
             .count();
         let handshaking = self
             .sessions
@@ -748,6 +855,7 @@ impl Driver {
                 started: now,
                 cloud: self.cloud,
                 recv_tasks,
+                idle_since: None,
             },
         );
     }
@@ -835,11 +943,25 @@ impl Driver {
                             let Some(c) = self.clients.get(&client) else {
                                 continue;
                             };
-                            if c.writer.try_send(WriteMsg::Bytes(bytes)).is_err() {
-                                // One slow client must not stall the others (FIELD-NOTES §4.5).
-                                tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
-                                tunnel.client_closed(now, client);
-                                self.drop_client(client, true);
+                            match c.writer.try_send(WriteMsg::Bytes(bytes)) {
+                                Ok(()) => {}
+                                // Its writer ended: the client left (ClientGone follows).
+                                Err(mpsc::error::TrySendError::Closed(_)) => {
+                                    tunnel.client_closed(now, client);
+                                    self.drop_client(client, true);
+                                }
+                                // A client that already closed its side is stopping, not stuck.
+                                Err(mpsc::error::TrySendError::Full(_)) if c.eof => {
+                                    tracing::info!("session {sid}: client {client} closed; dropping what it did not read");
+                                    tunnel.client_closed(now, client);
+                                    self.drop_client(client, true);
+                                }
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    // One slow client must not stall the others (FIELD-NOTES §4.5).
+                                    tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
+                                    tunnel.client_closed(now, client);
+                                    self.drop_client(client, true);
+                                }
                             }
                         }
                         TunnelEvent::Closed {
@@ -906,6 +1028,8 @@ impl Driver {
             }
         }
         self.ever_ready = true;
+        self.last_failure = None;
+        self.last_loss = None;
         self.backoff = Duration::from_secs(1);
         s.lease = e.lease;
         let tunnel = TunnelSession::new(self.opts.tunnel.clone(), e.session, self.rng.gen());
@@ -947,6 +1071,7 @@ impl Driver {
             "session {sid}: {err}; retrying in {} s",
             self.backoff.as_secs()
         );
+        self.last_failure = Some(err.to_string());
         self.next_attempt = now + self.backoff;
         self.backoff = (self.backoff * 2).min(self.opts.max_backoff);
         let _ = sid;
@@ -966,6 +1091,7 @@ impl Driver {
             stats.datagrams_out,
             stats.retransmits
         );
+        self.last_loss = Some(format!("{reason:?}"));
         let _ = self.status.send(Status::Lost {
             reason: format!("{reason:?}"),
         });
