@@ -44,5 +44,5 @@ pub fn init(verbosity: Verbosity, json: bool) {
 /// but "" (no-color.org): a log file or a pipe gets plain text.
 fn colour(no_color: Option<std::ffi::OsString>) -> bool {
     use std::io::IsTerminal;
-    no_color.map_or(true, |v| v.is_empty()) && std::io::stderr().is_terminal()
+    no_color.is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
