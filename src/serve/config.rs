@@ -186,13 +186,17 @@ fn backquoted(msg: &str) -> Option<String> {
     Some(msg[start..start + len].to_owned())
 }
 
-/// The offset of the line assigning `key` within `span` of `text`.
+/// The offset of the line assigning `key` in the table whose header starts
+/// `span` (up to the next table header).
 fn locate_key(text: &str, span: Range<usize>, key: &str) -> Option<usize> {
-    let region = text.get(span.clone())?;
+    let region = text.get(span.start..)?;
     let mut offset = span.start;
-    for line in region.split_inclusive('\n') {
+    for (i, line) in region.split_inclusive('\n').enumerate() {
         let indent = line.len() - line.trim_start().len();
         let rest = line.trim_start();
+        if i > 0 && rest.starts_with('[') {
+            return None;
+        }
         let rest = rest
             .strip_prefix(key)
             .or_else(|| rest.strip_prefix(&format!("\"{key}\"")));
