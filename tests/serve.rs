@@ -357,7 +357,7 @@ fn frames_so_far(progress: &Path) -> u64 {
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
@@ -403,11 +403,13 @@ fn reload_adds_and_removes_cameras_without_touching_the_others() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // An invalid file first: nothing changes, the error names line and column.
-    std::fs::write(
-        &config,
-        config_text(cloud, &[a.clone(), "bogus = 1\n".into()].concat()),
-    )
-    .unwrap();
+    let invalid = config_text(cloud, &[a.clone(), "bogus = 1\n".into()].concat());
+    let bogus_line = invalid
+        .lines()
+        .position(|l| l.starts_with("bogus"))
+        .unwrap()
+        + 1;
+    std::fs::write(&config, &invalid).unwrap();
     kill("-HUP", serve.process.pid());
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -422,7 +424,10 @@ fn reload_adds_and_removes_cameras_without_touching_the_others() {
         .find(|l| l.contains("reload refused"))
         .unwrap()
         .to_owned();
-    assert!(err_line.contains("dhp2p.toml:"), "{err_line}");
+    assert!(
+        err_line.contains(&format!("dhp2p.toml:{bogus_line}:1:")) && err_line.contains("bogus"),
+        "{err_line}"
+    );
     assert_eq!(state(&serve.cameras(), "b"), "ready");
     // Now remove b and add c.
     let before = frames_so_far(&progress);

@@ -31,7 +31,9 @@ pub fn init(verbosity: Verbosity, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(verbosity.level()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person: not in journald, files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
         builder.json().try_init()
     } else {

@@ -14,9 +14,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use super::state::{CameraHandle, PathKind};
+use super::state::{CameraHandle, CameraSnapshot, PathKind};
 
 type Labels = Vec<(&'static str, String)>;
+/// Name, help and how to read one per-camera series.
+type Series<T> = (&'static str, &'static str, fn(&T) -> u64);
 type HandshakeFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 fn handshake_histogram() -> Histogram {
@@ -78,24 +80,24 @@ impl Collector for Cameras {
         let cameras = self.0.borrow().clone();
         let snaps: Vec<_> = cameras.iter().map(|c| (c, c.snapshot())).collect();
         let label = |name: &str| vec![("camera", name.to_owned())];
-        let gauges: [(&str, &str, fn(&CameraHandle) -> i64); 4] = [
+        let gauges: [Series<CameraHandle>; 4] = [
             (
                 "dhp2p_camera_ready",
                 "1 when the camera's tunnel is ready",
-                |c| c.status.borrow().state.is_ready() as i64,
+                |c| c.status.borrow().state.is_ready() as u64,
             ),
             ("dhp2p_camera_sessions", "Device sessions ready now", |c| {
-                c.counters.sessions.load(Ordering::Relaxed) as i64
+                c.counters.sessions.load(Ordering::Relaxed)
             }),
             (
                 "dhp2p_camera_realms",
                 "Realms (device connections) open now",
-                |c| c.counters.realms.load(Ordering::Relaxed) as i64,
+                |c| c.counters.realms.load(Ordering::Relaxed),
             ),
             (
                 "dhp2p_camera_clients",
                 "Local TCP clients connected now",
-                |c| c.counters.clients.load(Ordering::Relaxed) as i64,
+                |c| c.counters.clients.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, read) in gauges {
@@ -103,10 +105,10 @@ impl Collector for Cameras {
                 encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
             for (camera, snap) in &snaps {
                 let labels = label(&snap.name);
-                ConstGauge::new(read(camera)).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(read(camera) as i64).encode(family.encode_family(&labels)?)?;
             }
         }
-        let counters: [(&str, &str, fn(&super::state::CameraSnapshot) -> u64); 5] = [
+        let counters: [Series<CameraSnapshot>; 5] = [
             (
                 "dhp2p_camera_received_bytes",
                 "Bytes from the device to local clients",
