@@ -450,6 +450,11 @@ fn reload_adds_and_removes_cameras_without_touching_the_others() {
     assert_eq!(serve.camera("a")["reconnects"], 0);
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
+    // POST /api/reload of the same file touches nothing.
+    let (code, body) = http(serve.http, "POST", "/api/reload");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("unchanged a,c"), "{body}");
+    assert_eq!(serve.camera("a")["reconnects"], 0);
     // SIGINT: every camera stops within 2 s.
     let t = Instant::now();
     let (status, stderr) = serve.process.interrupt();
