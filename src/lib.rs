@@ -18,6 +18,7 @@ pub mod decode;
 pub mod emulator;
 pub mod net;
 pub mod redact;
+pub mod serve;
 pub mod session;
 pub mod tui;
 pub mod tunnel;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     // decoders only warn.
     let chatty = matches!(
         cli.command,
-        Command::EmulateDevice(_) | Command::Tunnel(_) | Command::Demo(_)
+        Command::EmulateDevice(_) | Command::Tunnel(_) | Command::Demo(_) | Command::Serve(_)
     );
     // The inspector owns the terminal: log lines on stderr would tear it.
     if !matches!(cli.command, Command::Inspect(_)) {
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => ExitCode::from(cmd::decode::run(&args, quiet)),
         Command::EmulateDevice(args) => cmd::emulate::main(*args),
         Command::Tunnel(args) => cmd::run_code(cmd::tunnel::run(*args)),
+        Command::Serve(args) => cmd::run_code(cmd::serve::run(args)),
         Command::Demo(args) => cmd::run_code(cmd::tunnel::demo(args)),
         Command::Inspect(args) => ExitCode::from(cmd::inspect::run(&args)),
         Command::Redact(args) => ExitCode::from(cmd::redact::run(&args, quiet)),

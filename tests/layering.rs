@@ -26,6 +26,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("net", &["codec", "session", "capture"]),
     // The tunnel's tokio driver and its configuration.
     ("tunnel", &["net", "session", "codec"]),
+    // `dhp2p serve`: many tunnels from one file, their states, HTTP and metrics.
+    ("serve", &["tunnel", "net", "session", "codec"]),
     // The emulated cloud and device, and their tokio driver.
     ("emulator", &["net", "session", "codec"]),
     // Presentation of captured datagrams.

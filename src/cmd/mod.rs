@@ -9,6 +9,7 @@ pub mod dissect;
 pub mod emulate;
 pub mod inspect;
 pub mod redact;
+pub mod serve;
 pub mod tunnel;
 
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ const TOP_AFTER_HELP: &str = "\
 Examples:
   dhp2p demo
   dhp2p tunnel ABC123456789XYZ --username admin
+  dhp2p serve --config dhp2p.toml
   dhp2p emulate-device --cloud-port 0
   dhp2p dissect '50544350 00000000 00000000 0002ffff 00000000 00000000 00030100'
   dhp2p dissect -V --hex < datagrams.txt
@@ -71,6 +73,10 @@ pub enum Command {
     /// Serve a Dahua device's TCP ports (RTSP first) on localhost, found by
     /// serial number through the cloud and reached through NAT.
     Tunnel(Box<tunnel::TunnelArgs>),
+    /// Serve many cameras from one TOML file, with health, Prometheus
+    /// metrics and live reload (SIGHUP): the always-on bridge.
+    #[command(after_help = serve::SERVE_AFTER_HELP)]
+    Serve(serve::ServeArgs),
     /// The emulator and a tunnel to it in one process: prints an RTSP URL
     /// to play. Needs nothing but this binary.
     Demo(tunnel::DemoArgs),

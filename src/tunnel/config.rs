@@ -602,6 +602,7 @@ pub fn tunnel_options(
         keep_warm: true,
         max_backoff: Duration::from_secs(30),
         recorder,
+        counters: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -119,6 +120,31 @@ pub struct TunnelOptions {
     /// Longest wait between reconnection attempts.
     pub max_backoff: Duration,
     pub recorder: Recorder,
+    /// Live counters for whoever watches the tunnel (serve's status and
+    /// metrics); the driver only adds to them.
+    pub counters: Arc<TunnelCounters>,
+}
+
+/// What a running tunnel has done so far, readable at any time from
+/// another task. Counters only grow; gauges are the current value.
+#[derive(Debug, Default)]
+pub struct TunnelCounters {
+    /// Bytes delivered from the device to local clients.
+    pub bytes_from_device: AtomicU64,
+    /// Bytes read from local clients for the device.
+    pub bytes_to_device: AtomicU64,
+    /// PTCP retransmissions of every session.
+    pub retransmissions: AtomicU64,
+    /// Gauge: device sessions ready now.
+    pub sessions: AtomicU64,
+    /// Gauge: realms open now.
+    pub realms: AtomicU64,
+    /// Gauge: local TCP clients now.
+    pub clients: AtomicU64,
+    /// Local TCP clients accepted, ever.
+    pub clients_accepted: AtomicU64,
+    /// Milliseconds the last established handshake took.
+    pub last_handshake_ms: AtomicU64,
 }
 
 /// Why the tunnel stopped for good (before ever working).
@@ -210,6 +236,8 @@ struct Session {
     recv_tasks: [JoinHandle<()>; 2],
     /// Since when a ready session has had no realm (None while in use).
     idle_since: Option<Instant>,
+    /// PTCP retransmissions already added to the counters.
+    retransmits_counted: u64,
 }
 
 /// How long an extra session may sit without realms before it is closed
@@ -378,6 +406,10 @@ impl Driver {
                     return;
                 };
                 c.consumed += bytes.len() as u64;
+                self.opts
+                    .counters
+                    .bytes_to_device
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 match c.state {
                     ClientState::Open(sid) => {
                         if let Some(SessionState::Ready { tunnel, .. }) =
@@ -474,6 +506,10 @@ impl Driver {
             }
         });
         tracing::info!("client {id} connected from {peer}");
+        self.opts
+            .counters
+            .clients_accepted
+            .fetch_add(1, Ordering::Relaxed);
         self.clients.insert(
             id,
             Client {
@@ -856,6 +892,7 @@ impl Driver {
                 cloud: self.cloud,
                 recv_tasks,
                 idle_since: None,
+                retransmits_counted: 0,
             },
         );
     }
@@ -870,6 +907,23 @@ impl Driver {
         for id in ids {
             self.regrant(id);
         }
+        self.publish_gauges();
+    }
+
+    /// The current session, realm and client counts for the watchers.
+    fn publish_gauges(&self) {
+        let (mut ready, mut realms) = (0u64, 0u64);
+        for s in self.sessions.values() {
+            if let SessionState::Ready { tunnel, .. } = &s.state {
+                ready += 1;
+                realms += tunnel.realms() as u64;
+            }
+        }
+        let c = &self.opts.counters;
+        c.sessions.store(ready, Ordering::Relaxed);
+        c.realms.store(realms, Ordering::Relaxed);
+        c.clients
+            .store(self.clients.len() as u64, Ordering::Relaxed);
     }
 
     async fn flush_session(&mut self, now: Instant, sid: SessionId) {
@@ -943,6 +997,10 @@ impl Driver {
                             let Some(c) = self.clients.get(&client) else {
                                 continue;
                             };
+                            self.opts
+                                .counters
+                                .bytes_from_device
+                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                             match c.writer.try_send(WriteMsg::Bytes(bytes)) {
                                 Ok(()) => {}
                                 // Its writer ended: the client left (ClientGone follows).
@@ -988,6 +1046,12 @@ impl Driver {
                         self.opts.recorder.record_any(s.local[i], *peer, &d);
                     }
                 }
+                let resent = tunnel.ptcp_stats().retransmits;
+                self.opts.counters.retransmissions.fetch_add(
+                    resent.saturating_sub(s.retransmits_counted),
+                    Ordering::Relaxed,
+                );
+                s.retransmits_counted = s.retransmits_counted.max(resent);
                 // A retired session without realms has nothing left to do.
                 if tunnel.is_retired() && tunnel.realms() == 0 {
                     keep = false;
@@ -1013,10 +1077,12 @@ impl Driver {
         if let Some(port) = e.device_info.as_ref().and_then(|i| i.rtspport) {
             self.remote_rtsp = port;
         }
-        tracing::info!(
-            "session {sid}: ready, {path}, in {} ms",
-            now.saturating_duration_since(s.started).as_millis()
-        );
+        let took = now.saturating_duration_since(s.started);
+        tracing::info!("session {sid}: ready, {path}, in {} ms", took.as_millis());
+        self.opts
+            .counters
+            .last_handshake_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
         if !self.ever_ready {
             let cloud = &self.opts.clouds[s.cloud];
             if s.cloud != 0 {

@@ -6,4 +6,6 @@
 pub mod config;
 pub mod driver;
 
-pub use driver::{run, CloudCandidate, PortSpec, RemotePort, Status, TunnelError, TunnelOptions};
+pub use driver::{
+    run, CloudCandidate, PortSpec, RemotePort, Status, TunnelCounters, TunnelError, TunnelOptions,
+};
