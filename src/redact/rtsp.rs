@@ -67,7 +67,7 @@ fn hidden(value: &[u8]) -> Vec<Range<usize>> {
                 .skip(scheme_start)
                 .position(u8::is_ascii_whitespace)
                 .map_or(value.len(), |at| scheme_start + at);
-            vec![scheme_end..value.len()]
+            std::iter::once(scheme_end..value.len()).collect()
         }
     }
 }
