@@ -93,6 +93,19 @@ impl RealmStream {
         let index = self.pieces.partition_point(|p| p.offset <= offset);
         index.checked_sub(1).and_then(|i| self.pieces.get(i))
     }
+
+    /// Notes `missing` session bytes at the current end of the output
+    /// (nothing when none are missing).
+    fn gap_here(&mut self, missing: u64, after_frame: Option<u64>, before_frame: Option<u64>) {
+        if missing > 0 {
+            self.gaps.push(Gap {
+                offset: self.bytes.len() as u64,
+                session_bytes: missing,
+                after_frame,
+                before_frame,
+            });
+        }
+    }
 }
 
 /// The BIND that opened the realm: what the device was asked to connect.
@@ -381,14 +394,7 @@ fn reassemble(session: &FollowSession, way: Way, opened_at: Option<i64>) -> Real
             if pos > prev {
                 // The piece's own sub-header is covered; anything else not.
                 let missing = tracker.uncovered(prev, pos);
-                if missing > 0 {
-                    stream.gaps.push(Gap {
-                        offset: stream.bytes.len() as u64,
-                        session_bytes: missing,
-                        after_frame: previous_frame,
-                        before_frame: Some(piece.frame),
-                    });
-                }
+                stream.gap_here(missing, previous_frame, Some(piece.frame));
             } else if end <= prev {
                 // Entirely inside what is already out (cannot happen with
                 // whole bodies; kept once).
@@ -424,14 +430,7 @@ fn reassemble(session: &FollowSession, way: Way, opened_at: Option<i64>) -> Real
         });
         if let Some(until) = until {
             let missing = tracker.uncovered(prev, until);
-            if missing > 0 {
-                stream.gaps.push(Gap {
-                    offset: stream.bytes.len() as u64,
-                    session_bytes: missing,
-                    after_frame: previous_frame,
-                    before_frame: None,
-                });
-            }
+            stream.gap_here(missing, previous_frame, None);
         }
     }
     stream

@@ -6,10 +6,14 @@
 //! which is exact for everything it accepts. Only canonical XML bodies (the
 //! way every client writes them) are rewritten; anything else holding XML is
 //! refused.
-// TODO(H3 field-range tables): once the codec reports byte ranges per field,
-// patch those ranges instead of re-encoding, and accept non-canonical XML.
+//!
+//! Re-encoding rather than patching byte ranges is deliberate: an address
+//! stand-in may change a value's length, and the encoder then writes the
+//! new Content-Length with everything else byte for byte. Only what the
+//! codec refused is scrubbed by pattern ([`rewrite_malformed`],
+//! [`scrub_markup`]), because there is no structure left to read.
 
-use crate::codec::cloud::{Endpoint, Header, Message, XmlBody, XmlElement};
+use crate::codec::cloud::{Endpoint, Header, Message, WsseRanges, XmlBody, XmlElement};
 
 use super::names::Names;
 use super::{Counts, RedactError};
@@ -149,9 +153,42 @@ fn rewrite_header(
     Ok(())
 }
 
-/// `Name="value"` pairs of a WSSE header with the secret values replaced.
-/// Works on the raw text, so it also serves datagrams the codec refused.
-pub(super) fn rewrite_wsse(value: &str, names: &mut Names, counts: &mut Counts) -> String {
+/// An `X-WSSE` value with the username, digest and nonce replaced, read by
+/// the codec ([`WsseRanges::locate`]); one it cannot read is scrubbed by
+/// pattern ([`scrub_wsse`]), and so is one that repeats a secret field
+/// (the codec reads the last of them; the others must not stay).
+fn rewrite_wsse(value: &str, names: &mut Names, counts: &mut Counts) -> String {
+    let repeated = WSSE_SECRETS
+        .iter()
+        .any(|field| value.matches(&format!("{field}=\"")).count() > 1);
+    let Some(at) = WsseRanges::locate(value).ok().filter(|_| !repeated) else {
+        return scrub_wsse(value, names, counts);
+    };
+    let mut secrets = [
+        (at.username, "username"),
+        (at.password_digest, "WSSE digest"),
+        (at.nonce, "nonce"),
+    ];
+    // From the back, so a replacement of another length moves nothing
+    // still to be replaced.
+    secrets.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut out = value.to_owned();
+    for (range, kind) in secrets {
+        let original = value.get(range.clone()).unwrap_or_default();
+        let replacement = if kind == "username" {
+            names.text_swept(kind, original)
+        } else {
+            names.text("wsse", original)
+        };
+        counts.add(kind, 1);
+        out.replace_range(range, &replacement);
+    }
+    out
+}
+
+/// `Name="value"` pairs of WSSE text with the secret values replaced,
+/// wherever they are: for a datagram the codec refused.
+fn scrub_wsse(value: &str, names: &mut Names, counts: &mut Counts) -> String {
     let mut out = value.to_owned();
     for field in WSSE_SECRETS {
         let pattern = format!("{field}=\"");
@@ -332,9 +369,38 @@ pub(super) fn rewrite_malformed(
     } else {
         out.push_str(first);
     }
-    out.push_str(&rewrite_wsse(rest, names, counts));
+    out.push_str(&scrub_wsse(rest, names, counts));
     let (mut bytes, addresses) = names.text_ips(out.as_bytes())?;
     counts.add("address", addresses);
     bytes.extend_from_slice(&scrub_markup(markup.as_bytes(), names, counts)?);
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wsse_secrets_are_replaced_and_created_kept() {
+        let mut names = Names::new([7; 32]);
+        let mut counts = Counts::default();
+        let value = "UsernameToken Username=\"P2PClient\", PasswordDigest=\"c2VjcmV0ZGlnZXN0\", \
+                     Nonce=\"1234567890\", Created=\"2024-01-01T00:00:00Z\"";
+        let out = rewrite_wsse(value, &mut names, &mut counts);
+        for secret in ["P2PClient", "c2VjcmV0ZGlnZXN0", "1234567890"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("Created=\"2024-01-01T00:00:00Z\""), "{out}");
+        assert_eq!(counts.0.get("username"), Some(&1));
+
+        // A repeated field: the codec reads only the last, so every copy is
+        // scrubbed by pattern.
+        let twice = "UsernameToken Username=\"first_user\", Username=\"second_user\", \
+                     PasswordDigest=\"d\", Nonce=\"n\", Created=\"c\"";
+        let out = rewrite_wsse(twice, &mut names, &mut counts);
+        assert!(
+            !out.contains("first_user") && !out.contains("second_user"),
+            "{out}"
+        );
+    }
 }

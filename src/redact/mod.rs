@@ -23,15 +23,15 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 
 use crate::codec::classify::{classify, Datagram};
-use crate::codec::ptcp::{Body, Packet, HEADER_LEN};
-use crate::codec::punch::{AddrForm, AddressValue, Attribute, PunchMessage};
+use crate::codec::ptcp::{field as ptcp_field, Body, Packet};
+use crate::codec::punch::{field as punch_field, AddrForm, AddressValue, Attribute, PunchMessage};
 use crate::decode::record::Record;
 
 use names::Names;
 use stream::Streams;
 
 /// Where a DATA, SIGN or AUTH payload starts: PTCP header and sub-header.
-const PTCP_PAYLOAD_AT: usize = HEADER_LEN + 12;
+const PTCP_PAYLOAD_AT: usize = ptcp_field::at_in_datagram(ptcp_field::body::DATA);
 
 /// Why a capture cannot be redacted.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,8 @@ fn punch(
         for attribute in trailing {
             if let Attribute::SourceAddress(value) = &attribute {
                 let new = punch_address(value, names, counts)?;
-                if let Some(slot) = message.trailing.get_mut(at + 4..at + 12) {
+                let value = at + punch_field::attribute::VALUE;
+                if let Some(slot) = message.trailing.get_mut(value..value + new.raw.len()) {
                     slot.copy_from_slice(&new.raw);
                 }
             }
@@ -259,25 +260,14 @@ fn ptcp(
 ) -> Result<Vec<u8>, RedactError> {
     let mut out = raw.to_vec();
     match &packet.body {
-        Body::Bind {
-            realm,
-            port,
-            ip,
-            len_field,
-        } => {
+        Body::Bind { ip, .. } => {
             let IpAddr::V4(mapped) = names.ip(IpAddr::V4(*ip))? else {
                 return Ok(out);
             };
             if mapped != *ip {
                 counts.add("address in BIND", 1);
-                let body = Body::Bind {
-                    realm: *realm,
-                    port: *port,
-                    ip: mapped,
-                    len_field: *len_field,
-                };
-                out.truncate(HEADER_LEN);
-                body.encode(&mut out);
+                let at = ptcp_field::in_datagram(ptcp_field::body::BIND_IP).start;
+                patch(&mut out, at, &mapped.octets())?;
             }
         }
         Body::Sign { sign } | Body::Auth { sign } => {

@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::RedactError;
+use crate::codec::find_bytes;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -146,7 +147,7 @@ impl Names {
         let mut replaced = 0;
         for (original, pseudonym) in &self.literals {
             let mut at = 0;
-            while let Some(found) = find(&payload[at..], original) {
+            while let Some(found) = find_bytes(&payload[at..], original) {
                 let start = at + found;
                 payload[start..start + original.len()].copy_from_slice(pseudonym);
                 at = start + original.len();
@@ -160,7 +161,7 @@ impl Names {
     pub fn leak_in(&self, payload: &[u8]) -> Option<&[u8]> {
         self.literals
             .iter()
-            .find(|(o, _)| find(payload, o).is_some())
+            .find(|(o, _)| find_bytes(payload, o).is_some())
             .map(|(o, _)| o.as_slice())
     }
 
@@ -241,14 +242,6 @@ impl Names {
             }
         }
     }
-}
-
-/// Position of `needle` in `haystack`.
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || needle.len() > haystack.len() {
-        return None;
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Dotted IPv4 addresses in `text`: (start, end, address). A run of digits

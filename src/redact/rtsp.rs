@@ -6,11 +6,18 @@
 //! The scanner sees a realm's stream in order, already put together from
 //! PTCP DATA fragments, and returns edits in stream offsets, so a header
 //! split across fragments is found like any other.
-// TODO(H3 src/codec/rtsp.rs): switch to the codec's RTSP reader (Digest
-// Authorization with byte ranges) once it lands; this is a minimal framer.
+//!
+//! Framing, header lines, `Authorization` parameters and URL userinfo are
+//! read by the codec's one RTSP reader ([`crate::codec::rtsp`]); this file
+//! only decides what of it to hide.
 
-/// Longest RTSP head looked at; a longer one is not RTSP (binary data).
-const MAX_HEAD: usize = 64 * 1024;
+use std::ops::Range;
+
+use crate::codec::rtsp::{
+    content_length, head_len, header_field, interleaved_header, is_challenge_header,
+    is_credentials_header, line_ranges, parse_authorization, userinfo_ranges, Credentials,
+    INTERLEAVED_HEADER_LEN, MAX_MESSAGE_BYTES,
+};
 
 /// One thing the scanner found, in stream offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,166 +32,132 @@ pub enum Finding {
     Text { start: usize, end: usize },
 }
 
-/// The value of an `Authorization` header with the credentials filled:
-/// the scheme and parameter names stay, every value (quoted or not) and a
-/// Basic token become `x`s of the same length.
+/// The value of an `Authorization` (or `WWW-Authenticate`) header with the
+/// credentials filled: the scheme and Digest parameter names stay, every
+/// Digest value and a Basic token become `x`s of the same length. A
+/// damaged Digest header or another scheme is filled whole after the
+/// scheme (whitespace aside).
 pub fn fill_credentials(value: &[u8]) -> Vec<u8> {
     let mut out = value.to_vec();
-    let scheme_end = out.iter().position(|b| *b == b' ').unwrap_or(out.len());
-    let mut in_quotes = false;
-    let mut in_value = false;
-    let basic = value[..scheme_end].eq_ignore_ascii_case(b"Basic");
-    for byte in out.iter_mut().skip(scheme_end) {
-        match *byte {
-            b'"' => in_quotes = !in_quotes,
-            b'=' if !in_quotes && !basic => in_value = true,
-            b',' if !in_quotes => in_value = false,
-            b' ' | b'\t' if !in_quotes => {}
-            _ if in_quotes || in_value || basic => *byte = b'x',
-            _ => {}
+    for range in hidden(value) {
+        for byte in out.get_mut(range).unwrap_or_default() {
+            if !byte.is_ascii_whitespace() {
+                *byte = b'x';
+            }
         }
     }
     out
+}
+
+/// The ranges of `value` that [`fill_credentials`] fills.
+fn hidden(value: &[u8]) -> Vec<Range<usize>> {
+    match parse_authorization(value) {
+        Credentials::Basic { token } => vec![token],
+        Credentials::Digest {
+            params,
+            well_formed: true,
+        } => params.into_iter().map(|p| p.value).collect(),
+        Credentials::Digest { .. } | Credentials::Other => {
+            let scheme_start = value
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(value.len());
+            let scheme_end = value
+                .iter()
+                .skip(scheme_start)
+                .position(u8::is_ascii_whitespace)
+                .map_or(value.len(), |at| scheme_start + at);
+            std::iter::once(scheme_end..value.len()).collect()
+        }
+    }
 }
 
 /// Scans one contiguous piece of a realm's stream.
 pub fn scan(stream: &[u8], drop_media: bool) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut pos = 0;
-    while pos < stream.len() {
-        if stream[pos] == b'$' {
-            let Some(len_bytes) = stream.get(pos + 2..pos + 4) else {
+    while let Some(rest) = stream.get(pos..).filter(|rest| !rest.is_empty()) {
+        if rest.first() == Some(&b'$') {
+            let Some(frame) = interleaved_header(rest) else {
                 break;
             };
-            let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-            let start = pos + 4;
-            let end = (start + len).min(stream.len());
+            let start = pos + INTERLEAVED_HEADER_LEN;
+            let end = (start + frame.len).min(stream.len());
             if drop_media {
-                if let Some(finding) = blank_media(&stream[start..end], start, len) {
-                    findings.push(finding);
-                }
+                let payload = stream.get(start..end).unwrap_or_default();
+                findings.extend(blank_media(payload, start, frame.len));
             }
-            pos = start + len;
+            pos = start + frame.len;
             continue;
         }
-        let window = &stream[pos..stream.len().min(pos + MAX_HEAD)];
-        let head_len = super::names::find(window, b"\r\n\r\n").map(|at| at + 4);
-        let head_end = pos + head_len.unwrap_or(window.len());
-        scan_head(stream, pos, head_end, &mut findings);
-        let body_len = head_len
-            .map(|_| content_length(&stream[pos..head_end]))
-            .unwrap_or(0);
-        let body_end = (head_end + body_len).min(stream.len());
-        if body_end > head_end {
-            scan_urls(stream, head_end, body_end, &mut findings);
-            findings.push(Finding::Text {
-                start: head_end,
-                end: body_end,
-            });
-        }
-        if head_len.is_none() {
+        // Anything else is read as a head, RTSP-looking or not: a secret in
+        // bytes the reader does not recognise must not slip through.
+        let window = rest
+            .get(..rest.len().min(MAX_MESSAGE_BYTES))
+            .unwrap_or(rest);
+        let head = head_len(window);
+        let head_end = pos + head.unwrap_or(window.len());
+        scan_head(stream, pos..head_end, &mut findings);
+        let Some(head) = head else {
             // No end of head in reach: not RTSP, or the stream ends here.
             pos = head_end;
             continue;
+        };
+        // A length that is not a number is read as no body.
+        let body_len = content_length(window.get(..head).unwrap_or_default()).unwrap_or(0);
+        let body_end = (head_end + body_len).min(stream.len());
+        if body_end > head_end {
+            scan_text(stream, head_end..body_end, &mut findings);
         }
-        pos = body_end.max(head_end);
+        pos = body_end;
     }
     findings
 }
 
-fn content_length(head: &[u8]) -> usize {
-    head.split(|b| *b == b'\n')
-        .filter_map(|line| {
-            let colon = line.iter().position(|b| *b == b':')?;
-            if !line[..colon]
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"Content-Length")
-            {
-                return None;
-            }
-            std::str::from_utf8(&line[colon + 1..])
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .next()
-        .unwrap_or(0)
-}
-
-fn scan_head(stream: &[u8], start: usize, end: usize, findings: &mut Vec<Finding>) {
-    let mut line_start = start;
-    while line_start < end {
-        let line_end = stream[line_start..end]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(end, |at| line_start + at + 1);
-        let line = &stream[line_start..line_end];
-        if let Some(colon) = line.iter().position(|b| *b == b':') {
-            let name = line[..colon].trim_ascii();
-            // The challenge's nonce is as much a secret as the answer.
-            let credentials = [
-                &b"Authorization"[..],
-                b"Proxy-Authorization",
-                b"WWW-Authenticate",
-                b"Proxy-Authenticate",
-            ];
-            if credentials.iter().any(|c| name.eq_ignore_ascii_case(c)) {
-                let value_start = colon + 1 + leading_spaces(&line[colon + 1..]);
-                let value_end = line.len() - trailing_eol(line);
-                if value_end > value_start {
-                    findings.push(Finding::Replace {
-                        start: line_start + value_start,
-                        bytes: fill_credentials(&line[value_start..value_end]),
-                        kind: "RTSP Authorization",
-                    });
-                }
-            }
+/// The credential header values in the head at `range`, then the head as text.
+fn scan_head(stream: &[u8], range: Range<usize>, findings: &mut Vec<Finding>) {
+    let head = stream.get(range.clone()).unwrap_or_default();
+    for line in line_ranges(head) {
+        let Some(field) = header_field(head, line) else {
+            continue;
+        };
+        let name = head.get(field.name).unwrap_or_default();
+        if !(is_credentials_header(name) || is_challenge_header(name)) {
+            continue;
         }
-        line_start = line_end;
-    }
-    scan_urls(stream, start, end, findings);
-    findings.push(Finding::Text { start, end });
-}
-
-fn leading_spaces(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .take_while(|b| **b == b' ' || **b == b'\t')
-        .count()
-}
-
-fn trailing_eol(line: &[u8]) -> usize {
-    line.iter()
-        .rev()
-        .take_while(|b| **b == b'\r' || **b == b'\n')
-        .count()
-}
-
-/// `user:password@` in `scheme://user:password@host/...` URLs.
-fn scan_urls(stream: &[u8], start: usize, end: usize, findings: &mut Vec<Finding>) {
-    let text = &stream[start..end];
-    let mut at = 0;
-    while let Some(found) = super::names::find(&text[at..], b"://") {
-        let authority_start = at + found + 3;
-        let authority_len = text[authority_start..]
-            .iter()
-            .position(|b| matches!(b, b'/' | b' ' | b'\r' | b'\n' | b'"' | b'>' | b'?' | b'#'))
-            .unwrap_or(text.len() - authority_start);
-        let authority = &text[authority_start..authority_start + authority_len];
-        if let Some(at_sign) = authority.iter().rposition(|b| *b == b'@') {
-            let filled = authority[..at_sign]
-                .iter()
-                .map(|b| if *b == b':' { b':' } else { b'x' })
-                .collect();
+        let value = head.get(field.value.clone()).unwrap_or_default();
+        if !value.is_empty() {
             findings.push(Finding::Replace {
-                start: start + authority_start,
-                bytes: filled,
-                kind: "URL userinfo",
+                start: range.start + field.value.start,
+                bytes: fill_credentials(value),
+                kind: "RTSP Authorization",
             });
         }
-        at = authority_start + authority_len;
     }
+    scan_text(stream, range, findings);
+}
+
+/// URL userinfo (`user:password@`) in `range`, and the range as text to
+/// search for addresses.
+fn scan_text(stream: &[u8], range: Range<usize>, findings: &mut Vec<Finding>) {
+    let text = stream.get(range.clone()).unwrap_or_default();
+    for userinfo in userinfo_ranges(text) {
+        let filled = text
+            .get(userinfo.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|b| if *b == b':' { b':' } else { b'x' })
+            .collect();
+        findings.push(Finding::Replace {
+            start: range.start + userinfo.start,
+            bytes: filled,
+            kind: "URL userinfo",
+        });
+    }
+    findings.push(Finding::Text {
+        start: range.start,
+        end: range.end,
+    });
 }
 
 /// The zeroed payload of one interleaved frame (`len` as declared; the
@@ -218,4 +191,58 @@ fn blank_media(frame: &[u8], start: usize, len: usize) -> Option<Finding> {
         bytes: vec![0; end - keep],
         kind: "media frame blanked",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replaced(stream: &[u8]) -> Vec<u8> {
+        let mut out = stream.to_vec();
+        for finding in scan(stream, false) {
+            if let Finding::Replace { start, bytes, .. } = finding {
+                out[start..start + bytes.len()].copy_from_slice(&bytes);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn digest_values_are_filled_and_names_kept() {
+        let value = br#"Digest username="admin", realm="Login", nonce="abc", response="0123""#;
+        assert_eq!(
+            fill_credentials(value),
+            br#"Digest username="xxxxx", realm="xxxxx", nonce="xxx", response="xxxx""#.to_vec()
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_damaged_digest_are_filled_whole() {
+        assert_eq!(
+            fill_credentials(b"Bearer s3cret"),
+            b"Bearer xxxxxx".to_vec()
+        );
+        assert_eq!(fill_credentials(b"Digest junk"), b"Digest xxxx".to_vec());
+        assert_eq!(
+            fill_credentials(b"Basic YWRtaW4="),
+            b"Basic xxxxxxxx".to_vec()
+        );
+    }
+
+    #[test]
+    fn heads_challenges_urls_and_bodies_after_a_frame() {
+        let mut stream = b"$\x01\x00\x02ab".to_vec();
+        stream.extend_from_slice(
+            b"DESCRIBE rtsp://u:pw@10.0.0.1/cam RTSP/1.0\r\nCSeq: 2\r\n\
+              Authorization: Basic dTpwdw==\r\n\r\n\
+              RTSP/1.0 401 Unauthorized\r\nWWW-Authenticate: Digest nonce=\"n1\"\r\n\
+              Content-Length: 20\r\n\r\nv=0 rtsp://a:b@h/ x\n",
+        );
+        let out = String::from_utf8(replaced(&stream)).unwrap();
+        assert!(out.contains("rtsp://x:xx@10.0.0.1/cam"), "{out}");
+        assert!(out.contains("Authorization: Basic xxxxxxxx\r\n"), "{out}");
+        assert!(out.contains("Digest nonce=\"xx\""), "{out}");
+        assert!(out.contains("rtsp://x:x@h/"), "{out}");
+        assert_eq!(out.len(), stream.len());
+    }
 }

@@ -96,6 +96,19 @@ pub fn render(frame: &mut Frame<'_>, app: &mut App) {
     frame.render_widget(Paragraph::new(hint_line(app)), hint);
 }
 
+/// A table of `rows` under an underlined `header`, one space between columns.
+fn table<'a, const N: usize>(
+    rows: Vec<Row<'a>>,
+    widths: [Constraint; N],
+    header: [&'a str; N],
+    block: Block<'a>,
+) -> Table<'a> {
+    Table::new(rows, widths)
+        .header(Row::new(header).style(Style::new().add_modifier(Modifier::UNDERLINED)))
+        .column_spacing(1)
+        .block(block)
+}
+
 fn pane_block(title: String, focused: bool) -> Block<'static> {
     let style = if focused {
         Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
@@ -220,13 +233,8 @@ fn render_list(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         Constraint::Length(5),
         Constraint::Fill(1),
     ];
-    let header = Row::new(["No.", "Time", "Direction", "Kind", "Info"])
-        .style(Style::new().add_modifier(Modifier::UNDERLINED));
-    let table = Table::new(rows, widths)
-        .header(header)
-        .column_spacing(1)
-        .block(block);
-    frame.render_widget(table, area);
+    let header = ["No.", "Time", "Direction", "Kind", "Info"];
+    frame.render_widget(table(rows, widths, header, block), area);
 }
 
 /// The Info column: the summary, with a PTCP packet's body (`BIND realm=…`)
@@ -438,17 +446,10 @@ fn render_realms(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         Constraint::Length(7),
         Constraint::Fill(1),
     ];
-    let header = Row::new([
+    let header = [
         "Realm", "Port", "State", "→dev", "←dev", "Retx", "Last", "Session",
-    ])
-    .style(Style::new().add_modifier(Modifier::UNDERLINED));
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .column_spacing(1)
-            .block(block),
-        realms_area,
-    );
+    ];
+    frame.render_widget(table(rows, widths, header, block), realms_area);
 
     let stages: Vec<_> = app.model().timeline_stages().collect();
     let block = pane_block(format!(" Handshake timeline {} ", stages.len()), false);
@@ -480,15 +481,8 @@ fn render_realms(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         Constraint::Fill(1),
         Constraint::Length(11),
     ];
-    let header = Row::new(["Time", "Stage", "Took", "Answer", "Session"])
-        .style(Style::new().add_modifier(Modifier::UNDERLINED));
-    frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .column_spacing(1)
-            .block(block),
-        timeline_area,
-    );
+    let header = ["Time", "Stage", "Took", "Answer", "Session"];
+    frame.render_widget(table(rows, widths, header, block), timeline_area);
 }
 
 // ----------------------------------------------------------------------

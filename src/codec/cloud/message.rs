@@ -499,30 +499,17 @@ impl Request {
     }
 
     fn encode_head(&self, out: &mut Vec<u8>) -> Layout {
-        let start = out.len();
-        let method = written(out, self.method.as_str().as_bytes());
-        out.push(b' ');
-        let path = written(out, self.path.as_bytes());
-        out.push(b' ');
-        let version = written(out, self.version.as_bytes());
-        let start_line = start..out.len();
-        out.extend_from_slice(b"\r\n");
-        let headers = encode_headers(&self.headers, out);
-        let body = out.len()..out.len().saturating_add(self.body.len());
-        Layout {
-            start_line,
-            start_parts: [method, path, version],
-            headers,
-            body,
-        }
+        let parts = [
+            self.method.as_str().as_bytes(),
+            self.path.as_bytes(),
+            self.version.as_bytes(),
+        ];
+        encode_head(out, parts, &self.headers, self.body.len())
     }
 
     /// The datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len().saturating_add(256));
-        self.encode_head(&mut out);
-        out.extend_from_slice(&self.body);
-        out
+        encode_datagram(|out| self.encode_head(out), &self.body)
     }
 }
 
@@ -553,31 +540,53 @@ impl Response {
     }
 
     fn encode_head(&self, out: &mut Vec<u8>) -> Layout {
-        let start = out.len();
-        let version = written(out, self.version.as_bytes());
-        out.push(b' ');
-        let code = written(out, format!("{:03}", self.code).as_bytes());
-        out.push(b' ');
-        let reason = written(out, self.reason.as_bytes());
-        let start_line = start..out.len();
-        out.extend_from_slice(b"\r\n");
-        let headers = encode_headers(&self.headers, out);
-        let body = out.len()..out.len().saturating_add(self.body.len());
-        Layout {
-            start_line,
-            start_parts: [version, code, reason],
-            headers,
-            body,
-        }
+        let code = format!("{:03}", self.code);
+        let parts = [
+            self.version.as_bytes(),
+            code.as_bytes(),
+            self.reason.as_bytes(),
+        ];
+        encode_head(out, parts, &self.headers, self.body.len())
     }
 
     /// The datagram.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len().saturating_add(128));
-        self.encode_head(&mut out);
-        out.extend_from_slice(&self.body);
-        out
+        encode_datagram(|out| self.encode_head(out), &self.body)
     }
+}
+
+/// Writes a start line of three space-separated parts and the headers, and
+/// returns where everything went (the body of `body_len` bytes comes next).
+fn encode_head(
+    out: &mut Vec<u8>,
+    parts: [&[u8]; 3],
+    headers: &[Header],
+    body_len: usize,
+) -> Layout {
+    let start = out.len();
+    let first = written(out, parts[0]);
+    out.push(b' ');
+    let second = written(out, parts[1]);
+    out.push(b' ');
+    let third = written(out, parts[2]);
+    let start_line = start..out.len();
+    out.extend_from_slice(b"\r\n");
+    let headers = encode_headers(headers, out);
+    let body = out.len()..out.len().saturating_add(body_len);
+    Layout {
+        start_line,
+        start_parts: [first, second, third],
+        headers,
+        body,
+    }
+}
+
+/// The head written by `head`, then `body`.
+fn encode_datagram(head: impl FnOnce(&mut Vec<u8>) -> Layout, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len().saturating_add(256));
+    head(&mut out);
+    out.extend_from_slice(body);
+    out
 }
 
 /// Accessors shared by requests, responses and messages. Each type provides

@@ -11,6 +11,8 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 
+use crate::codec::find_bytes;
+
 /// Largest message (head and body) a reader buffers.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Most header lines in one message.
@@ -245,21 +247,36 @@ impl Request {
 /// `rtsp://user:pass@host/…` → `rtsp://<redacted>@host/…`, so logs never
 /// carry a password typed into a URL.
 pub fn redact_userinfo(uri: &str) -> String {
-    let Some(scheme_end) = uri.find("://") else {
-        return uri.to_string();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = uri.get(authority_start..).unwrap_or("");
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = rest.get(..authority_end).unwrap_or("");
-    match authority.rfind('@') {
-        Some(at) => format!(
+    match userinfo_ranges(uri.as_bytes()).first() {
+        Some(userinfo) => format!(
             "{}<redacted>{}",
-            uri.get(..authority_start).unwrap_or(""),
-            rest.get(at..).unwrap_or("")
+            uri.get(..userinfo.start).unwrap_or(""),
+            uri.get(userinfo.end..).unwrap_or("")
         ),
         None => uri.to_string(),
     }
+}
+
+/// The `user:password` part (before the last `@` of the authority) of
+/// every `scheme://user:password@host/…` URL in `text`: in a request
+/// line, a header, an SDP body.
+pub fn userinfo_ranges(text: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = text.get(at..).and_then(|rest| find_bytes(rest, b"://")) {
+        let authority_start = at + found + 3;
+        let rest = text.get(authority_start..).unwrap_or_default();
+        let authority_len = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b' ' | b'\r' | b'\n' | b'"' | b'>' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let authority = rest.get(..authority_len).unwrap_or_default();
+        if let Some(at_sign) = authority.iter().rposition(|b| *b == b'@') {
+            out.push(authority_start..authority_start + at_sign);
+        }
+        at = authority_start + authority_len;
+    }
+    out
 }
 
 /// What a client sends: a request or an interleaved binary frame (RTCP
@@ -425,4 +442,29 @@ fn parse_request_line(line: &[u8]) -> Result<(String, String), RtspError> {
 /// `Proxy-Authorization`, any case).
 pub fn is_credentials_header(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"Authorization") || name.eq_ignore_ascii_case(b"Proxy-Authorization")
+}
+
+/// Whether a header named `name` carries a challenge (`WWW-Authenticate`,
+/// `Proxy-Authenticate`, any case): its nonce is as much a secret as the
+/// answer to it.
+pub fn is_challenge_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"WWW-Authenticate")
+        || name.eq_ignore_ascii_case(b"Proxy-Authenticate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_of_every_url_and_the_redacted_uri() {
+        let text = b"rtsp://u:p@h/a http://x@y?q rtsp://h:554/ \"rtsp://a:b@c\"";
+        let found: Vec<&[u8]> = userinfo_ranges(text)
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(found, [&b"u:p"[..], b"x", b"a:b"]);
+        assert_eq!(redact_userinfo("rtsp://u:p@h/a"), "rtsp://<redacted>@h/a");
+        assert_eq!(redact_userinfo("rtsp://h/a@b"), "rtsp://h/a@b");
+    }
 }

@@ -25,10 +25,10 @@ pub use auth::{
     AuthParam, Credentials, DigestAuthorization, DigestInput, QopAuth,
 };
 pub use framing::{
-    content_length, head_len, header_field, interleaved_header, line_ranges,
+    content_length, head_len, header_field, interleaved_header, is_challenge_header, line_ranges,
     looks_like_interleaved, looks_like_message, next_client_frame, parse_request, redact_userinfo,
-    ClientFrame, HeaderField, Interleaved, Request, RtspError, INTERLEAVED_HEADER_LEN, MAX_HEADERS,
-    MAX_MESSAGE_BYTES, METHODS,
+    userinfo_ranges, ClientFrame, HeaderField, Interleaved, Request, RtspError,
+    INTERLEAVED_HEADER_LEN, MAX_HEADERS, MAX_MESSAGE_BYTES, METHODS,
 };
 pub use response::{reason, Response};
 pub use stream::{read_stream, StreamItem};

@@ -102,13 +102,7 @@ fn request_line_field(
             json!(r.path),
             Some(path_range),
         ),
-        Field::new(
-            "cloud.version",
-            "Version",
-            &r.version,
-            json!(r.version),
-            Some(version_range),
-        ),
+        version_field(&r.version, version_range),
         Field::new(
             "cloud.endpoint",
             "Endpoint",
@@ -159,13 +153,7 @@ fn status_line_field(
 ) -> (Field, String) {
     let [version_range, code_range, reason_range] = layout.start_parts.clone();
     let line_children = vec![
-        Field::new(
-            "cloud.version",
-            "Version",
-            &r.version,
-            json!(r.version),
-            Some(version_range),
-        ),
+        version_field(&r.version, version_range),
         Field::number("cloud.code", "Status Code", r.code.into(), Some(code_range)),
         Field::new(
             "cloud.reason",
@@ -475,4 +463,15 @@ pub(super) fn element_details(name: &str, text: &str, xml: &XmlBody) -> Vec<Fiel
 pub(super) fn addr_list_field(key: String, label: &str, list: &[SocketAddrV4]) -> Field {
     let texts: Vec<String> = list.iter().map(SocketAddrV4::to_string).collect();
     Field::new(key, label, texts.join(", "), json!(texts), None)
+}
+
+/// The protocol version of a start line.
+fn version_field(version: &str, range: std::ops::Range<usize>) -> Field {
+    Field::new(
+        "cloud.version",
+        "Version",
+        version,
+        json!(version),
+        Some(range),
+    )
 }

@@ -54,11 +54,7 @@ impl Conversation {
                     stage.way.from_addr(&s.key).to_string(),
                     stage.way.to_addr(&s.key).to_string(),
                     stage.name,
-                    if stage.count > 1 {
-                        format!(" ×{}", stage.count)
-                    } else {
-                        String::new()
-                    },
+                    repeats(stage.count),
                     delay
                 );
             }
@@ -133,11 +129,7 @@ impl Conversation {
                     stage.at.frame,
                     self.rel(stage.at.time),
                     stage.name,
-                    if stage.count > 1 {
-                        format!(" ×{}", stage.count)
-                    } else {
-                        String::new()
-                    },
+                    repeats(stage.count),
                     delay
                 );
             }
@@ -305,4 +297,13 @@ fn ptcp_table(out: &mut String, s: &SessionStats, (cname, pname): (&str, &str), 
                 .zip(pd.tracker.high())
                 .map_or("-".into(), |(recv, high)| high.saturating_sub(pd.tracker.position(recv)).to_string())
         );
+}
+
+/// ` ×3` after a stage seen three times; nothing after one seen once.
+fn repeats(count: u64) -> String {
+    if count > 1 {
+        format!(" ×{count}")
+    } else {
+        String::new()
+    }
 }
