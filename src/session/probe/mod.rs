@@ -21,7 +21,7 @@ mod rate;
 mod report;
 
 pub use rate::RateLimiter;
-pub use report::{CloudAnswer, ProbeReport, ServicePorts, Verdict};
+pub use report::{CloudAnswer, DeepReport, ProbeReport, ServicePorts, Verdict};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
