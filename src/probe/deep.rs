@@ -12,14 +12,19 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use crate::codec::classify::{kind_of, Kind};
 use crate::session::handshake::{
     unbind_request, Candidate, EstablishedPath, Handshake, HandshakeConfig, HandshakeError,
     HandshakeEvent, Sock, Stage,
 };
 use crate::session::probe::{DeepReport, ProbeCloud};
 
-use super::{unix_now, wait_turn, Limiter, ProbeOptions};
+use super::{unix_now, Limiter, ProbeOptions};
+
+/// Cloud requests a handshake sends when nothing is lost (warm-up, look-up,
+/// relay lease and start, the two channels, unbind): the slots it takes at
+/// the cloud's rate limit before it starts. Spacing them out instead would
+/// stretch the handshake past its own deadlines.
+const HANDSHAKE_REQUESTS: u32 = 10;
 
 /// A handshake that reached Ready.
 struct Ready {
@@ -85,6 +90,12 @@ async fn handshake(
     limiter: &Limiter,
     seed: u64,
 ) -> Result<Ready, Failure> {
+    let now = Instant::now().into_std();
+    let start_at = match limiter.lock() {
+        Ok(mut limit) => limit.reserve_burst(&cloud.profile.name, now, HANDSHAKE_REQUESTS),
+        Err(_) => now,
+    };
+    tokio::time::sleep_until(start_at.into()).await;
     let bind = SocketAddr::new(local_ip(cloud.addr), 0);
     let open = || async {
         UdpSocket::bind(bind)
@@ -101,9 +112,6 @@ async fn handshake(
     let (mut b0, mut b1) = (vec![0u8; 65536], vec![0u8; 65536]);
     loop {
         while let Some(t) = hs.poll_transmit(Instant::now().into_std()) {
-            if kind_of(&t.payload) == Kind::Cloud {
-                wait_turn(limiter, &cloud.profile.name).await;
-            }
             let _ = socks[sock_index(t.sock)].send_to(&t.payload, t.to).await;
         }
         while let Some(event) = hs.poll_event() {

@@ -29,12 +29,20 @@ impl RateLimiter {
     /// The time at which a request to `cloud` asked for at `now` may go,
     /// and takes that slot: slots are `interval` apart and never in the past.
     pub fn reserve(&mut self, cloud: &str, now: Instant) -> Instant {
+        self.reserve_burst(cloud, now, 1)
+    }
+
+    /// Like [`RateLimiter::reserve`] for a burst of `count` requests that
+    /// must go at their own pace (a handshake's): they start at the returned
+    /// time and the cloud's next `count` slots are theirs, so the requests
+    /// after them wait as if they had been spaced.
+    pub fn reserve_burst(&mut self, cloud: &str, now: Instant, count: u32) -> Instant {
         let slot = match self.next_free.get(cloud) {
             Some(&free) if free > now => free,
             _ => now,
         };
         self.next_free
-            .insert(cloud.to_owned(), slot + self.interval);
+            .insert(cloud.to_owned(), slot + self.interval * count.max(1));
         slot
     }
 }
@@ -65,6 +73,14 @@ mod tests {
             limit.reserve("c", later),
             later + Duration::from_millis(500)
         );
+    }
+
+    #[test]
+    fn a_burst_takes_as_many_slots_as_it_has_requests() {
+        let t0 = Instant::now();
+        let mut limit = RateLimiter::new(4.0);
+        assert_eq!(limit.reserve_burst("c", t0, 10), t0);
+        assert_eq!(limit.reserve("c", t0), t0 + Duration::from_millis(2500));
     }
 
     #[test]
