@@ -182,7 +182,11 @@ fn every_serial_gets_its_verdict_and_the_rate_limit_holds() {
     let per_window = rate as usize;
     for w in times.windows(per_window + 1) {
         let span = w[per_window] - w[0];
-        assert!(span >= 0.95, "{} requests within {span:.3} s", per_window + 1);
+        assert!(
+            span >= 0.95,
+            "{} requests within {span:.3} s",
+            per_window + 1
+        );
     }
     // And the limit is a rate, not a stall.
     let total = times.last().unwrap() - times.first().unwrap();
@@ -278,7 +282,9 @@ fn deep_reports_the_path_and_the_auth_verdict() {
     let deep = |i: usize| objects[i]["deep"].clone();
     let direct = deep(0);
     assert!(
-        direct["path"].as_str().is_some_and(|p| p.starts_with("direct-")),
+        direct["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("direct-")),
         "{direct}"
     );
     assert_eq!(direct["auth_required"], false, "{direct}");
@@ -288,7 +294,9 @@ fn deep_reports_the_path_and_the_auth_verdict() {
     assert_eq!(auth["auth_required"], true, "{auth}");
     assert_eq!(auth["auth_accepted"], true, "{auth}");
     assert!(
-        auth["path"].as_str().is_some_and(|p| p.starts_with("direct-")),
+        auth["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("direct-")),
         "{auth}"
     );
     for d in [&direct, &relay, &auth] {
@@ -304,7 +312,13 @@ fn deep_reports_the_path_and_the_auth_verdict() {
 #[test]
 fn an_invalid_serial_is_a_usage_error() {
     let out = run_with_timeout(
-        common::dhp2p().args(["probe", "GOOD123", "BAD\r\nSERIAL", "--cloud", "127.0.0.1:9"]),
+        common::dhp2p().args([
+            "probe",
+            "GOOD123",
+            "BAD\r\nSERIAL",
+            "--cloud",
+            "127.0.0.1:9",
+        ]),
         20,
     );
     assert_eq!(out.status.code(), Some(2));
