@@ -3,7 +3,9 @@
 //! nothing to DISC). First without credentials, which tells whether the
 //! device demands authentication; then, when it does and credentials were
 //! given, with them, which tells whether they are accepted. The two runs
-//! follow each other: never two sessions with one device at once.
+//! follow each other: never two sessions with one device at once. Each
+//! takes its share of the cloud's rate limit before it starts
+//! ([`HANDSHAKE_REQUESTS`] slots), then runs at the handshake's own pace.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

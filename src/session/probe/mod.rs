@@ -171,7 +171,7 @@ impl Probe {
         let pending = self.pending.clone().filter(|p| p.resend_at.is_none())?;
         let payload = self.build(&pending, unix);
         let bucket = self.config.clouds.get(pending.cloud)?.profile.name.clone();
-        self.report.requests += 1;
+        self.report.requests = self.report.requests.saturating_add(1);
         if let Some(p) = self.pending.as_mut() {
             p.sends += 1;
             p.resend_at = Some(now + p.wait);
@@ -233,19 +233,19 @@ impl Probe {
         let response = match cloud::decode(bytes) {
             Ok(Message::Response(r)) => r,
             Ok(Message::Request(_)) | Err(_) => {
-                self.report.skipped += 1;
+                self.report.skipped = self.report.skipped.saturating_add(1);
                 return;
             }
         };
         let Some(pending) = self.pending.clone() else {
-            self.report.skipped += 1;
+            self.report.skipped = self.report.skipped.saturating_add(1);
             return;
         };
         let matches = pending.to == from
             && pending.resend_at.is_some()
             && response.cseq().is_none_or(|c| c == pending.cseq);
         if !matches {
-            self.report.skipped += 1;
+            self.report.skipped = self.report.skipped.saturating_add(1);
             return;
         }
         let xml = response.xml_body().ok().flatten();
