@@ -17,6 +17,7 @@ pub mod codec;
 pub mod decode;
 pub mod emulator;
 pub mod net;
+pub mod probe;
 pub mod redact;
 pub mod serve;
 pub mod session;

@@ -31,5 +31,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::run_code(cmd::tunnel::demo(args)),
         Command::Inspect(args) => ExitCode::from(cmd::inspect::run(&args)),
         Command::Redact(args) => ExitCode::from(cmd::redact::run(&args, quiet)),
+        Command::Probe(args) => cmd::run_code(cmd::probe::run(*args, quiet)),
     }
 }

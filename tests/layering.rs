@@ -36,6 +36,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tui", &["decode", "codec", "capture"]),
     // Rewriting captures so they can be shared (sans-IO: bytes in, bytes out).
     ("redact", &["decode", "codec", "capture"]),
+    // `dhp2p probe`'s tokio driver over the probe and handshake machines.
+    ("probe", &["net", "session", "codec"]),
 ];
 
 /// Layers whose code must not name tokio (no I/O, no runtime).

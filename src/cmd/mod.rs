@@ -8,6 +8,7 @@ pub mod decode;
 pub mod dissect;
 pub mod emulate;
 pub mod inspect;
+pub mod probe;
 pub mod redact;
 pub mod serve;
 pub mod tunnel;
@@ -29,6 +30,7 @@ Examples:
   dhp2p inspect --tap 127.0.0.1:4000
   dhp2p decode session.pcap
   dhp2p redact session.pcap -o shareable.pcap
+  dhp2p probe --file serials.txt
   tcpdump -i eth0 -w - udp | dhp2p decode -
 
 Run `dhp2p <command> --help` for the options and exit codes of a command.";
@@ -90,6 +92,10 @@ pub enum Command {
     /// logins, digests, tokens and addresses replaced, the story kept.
     #[command(after_help = redact::REDACT_AFTER_HELP)]
     Redact(redact::RedactArgs),
+    /// Ask the clouds about many serials: which cloud knows each, online or
+    /// not, firmware and ports; with --deep a full handshake.
+    #[command(after_help = probe::PROBE_AFTER_HELP)]
+    Probe(Box<probe::ProbeArgs>),
 }
 
 impl GlobalArgs {

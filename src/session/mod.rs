@@ -4,5 +4,6 @@
 //! time and lossy simulated links.
 
 pub mod handshake;
+pub mod probe;
 pub mod ptcp;
 pub mod tunnel;
