@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::time::{Duration, Instant};
 
-use dhp2p::emulator::driver::{self, DriverOptions};
 use dhp2p::codec::ptcp::FRAGMENT_SIZE;
+use dhp2p::emulator::driver::{self, DriverOptions};
 use dhp2p::emulator::{EmulatorConfig, Service};
 use dhp2p::net::faults::FaultConfig;
 use dhp2p::tunnel::config::loopback_options;
@@ -87,7 +87,6 @@ impl std::ops::Sub for Cpu {
 /// machine add to them: read with that in mind).
 #[derive(Clone, Copy, Default)]
 struct Udp {
-    out_datagrams: u64,
     rcvbuf_errors: u64,
 }
 
@@ -108,7 +107,6 @@ fn udp_counters() -> Udp {
             .unwrap_or(0)
     };
     Udp {
-        out_datagrams: field("OutDatagrams"),
         rcvbuf_errors: field("RcvbufErrors"),
     }
 }
@@ -260,10 +258,10 @@ async fn start_tunnel(
 }
 
 impl Tunnel {
-    async fn stop(self) {
+    async fn stop(self) -> driver::Finished {
         let _ = self.stop.send(());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.emu.stop().await;
+        self.emu.stop().await
     }
 }
 
@@ -286,7 +284,8 @@ fn mbps(bytes: usize, d: Duration) -> f64 {
 }
 
 /// What a measured run cost: CPU per GB for each component, datagrams per
-/// body, receive-buffer drops.
+/// body (counted by the emulator, which sees every datagram of the session
+/// both ways), receive-buffer drops (system-wide).
 struct Cost {
     cpu: Cpu,
     udp: Udp,
@@ -299,12 +298,14 @@ fn begin() -> Cost {
     }
 }
 
-fn report(label: &str, cost: Cost, moved: usize) {
+/// Ends a run on its own tunnel: stops it and prints what the run cost.
+async fn finish(label: &str, cost: Cost, moved: usize, t: Tunnel) {
     let cpu = cpu_now() - cost.cpu;
     let udp = udp_counters();
+    let finished = t.stop().await;
     let gb = moved as f64 / 1e9;
     let bodies = moved as f64 / FRAGMENT_SIZE as f64;
-    let datagrams = udp.out_datagrams.saturating_sub(cost.udp.out_datagrams);
+    let datagrams = finished.stats.datagrams_in + finished.stats.datagrams_out;
     println!(
         "{:<44} {:>10.2} CPU s/GB tunnel, {:.2} emulator; {:.2} datagrams per body; {} RcvbufErrors",
         format!("  {label}"),
@@ -410,7 +411,13 @@ fn main() {
             "direct TCP echo", base_rate
         );
 
-        let t = start_tunnel(&rts, Service::Echo, RemotePort::Port(7), FaultConfig::none()).await;
+        let t = start_tunnel(
+            &rts,
+            Service::Echo,
+            RemotePort::Port(7),
+            FaultConfig::none(),
+        )
+        .await;
         let cost = begin();
         let rate = mbps(bytes, echo_transfer(t.addr, bytes).await);
         println!(
@@ -420,9 +427,16 @@ fn main() {
             rate / base_rate
         );
         // Each byte crosses the tunnel twice (there and back).
-        report("echo", cost, 2 * bytes);
+        finish("echo", cost, 2 * bytes, t).await;
 
         let clients = 32;
+        let t = start_tunnel(
+            &rts,
+            Service::Echo,
+            RemotePort::Port(7),
+            FaultConfig::none(),
+        )
+        .await;
         let each = bytes / clients;
         let cost = begin();
         let (took, rates) = parallel_echo(t.addr, clients, each).await;
@@ -437,8 +451,13 @@ fn main() {
             aggregate / rate,
             min / max
         );
-        report(&format!("echo, {clients} clients"), cost, 2 * each * clients);
-        t.stop().await;
+        finish(
+            &format!("echo, {clients} clients"),
+            cost,
+            2 * each * clients,
+            t,
+        )
+        .await;
 
         // Download only: the device's service sends, the client only reads.
         let source = source_server(bytes).await;
@@ -462,8 +481,7 @@ fn main() {
             down,
             down / base_down
         );
-        report("download", cost, bytes);
-        t.stop().await;
+        finish("download", cost, bytes, t).await;
 
         let lossy = |loss: f64, delay_ms: u64, seed: u64| FaultConfig {
             loss_pct: loss,
@@ -486,7 +504,7 @@ fn main() {
                 r,
                 r / base_small
             );
-            t.stop().await;
+            let _ = t.stop().await;
         }
 
         // Latency: from start to the first RTSP byte, and on a warm tunnel.
@@ -519,7 +537,7 @@ fn main() {
             warm[19].as_secs_f64() * 1e3,
             direct_rtsp.as_secs_f64() * 1e3
         );
-        t.stop().await;
+        let _ = t.stop().await;
     });
     tunnel_rt.shutdown_timeout(Duration::from_millis(200));
     emulator_rt.shutdown_timeout(Duration::from_millis(200));
