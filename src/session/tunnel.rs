@@ -139,6 +139,8 @@ pub struct TunnelSession {
     /// Bytes delivered to clients but not yet written by them (`pid`).
     backlog: usize,
     orphans_closed: u64,
+    /// Reused to join a realm queue's two halves into one body.
+    scratch: Vec<u8>,
 }
 
 impl TunnelSession {
@@ -158,6 +160,7 @@ impl TunnelSession {
             dead: false,
             backlog: 0,
             orphans_closed: 0,
+            scratch: Vec::with_capacity(FRAGMENT_SIZE),
         }
     }
 
@@ -388,13 +391,21 @@ impl TunnelSession {
                 return;
             };
             let n = r.queue.len().min(FRAGMENT_SIZE);
-            let chunk: Vec<u8> = r.queue.drain(..n).collect();
+            // The queue's front as one slice: borrowed when it is contiguous
+            // there, else copied once (two slice copies, no per-byte work).
+            let (front, back) = r.queue.as_slices();
+            let payload: &[u8] = if front.len() >= n {
+                &front[..n]
+            } else {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(front);
+                self.scratch.extend_from_slice(&back[..n - front.len()]);
+                &self.scratch
+            };
+            self.ptcp.send(&Body::Data { realm: id, payload });
+            r.queue.drain(..n);
             r.bytes_in += n as u64;
             let done = r.client_done && r.queue.is_empty();
-            self.ptcp.send(&Body::Data {
-                realm: id,
-                payload: &chunk,
-            });
             if done {
                 if let Some(r) = self.realms.get_mut(&id) {
                     r.state = State::Closing { since: now };

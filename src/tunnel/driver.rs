@@ -151,6 +151,14 @@ pub enum Status {
 
 type SessionId = u64;
 
+/// Messages handled per loop pass before the pass flushes. It bounds the
+/// ACK delay: a body's ACK waits at most for the rest of its batch (tens of
+/// microseconds of work at this size; see docs/PERFORMANCE.md).
+const MAX_BATCH: usize = 64;
+
+/// Bodies waiting for a client are merged into writes of up to this size.
+const MAX_CLIENT_WRITE: usize = 64 * 1024;
+
 enum Msg {
     Accepted(usize, TcpStream, SocketAddr),
     ClientBytes(ClientId, Vec<u8>),
@@ -305,7 +313,16 @@ pub async fn run(
         let wake = driver.next_wake();
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(msg) = rx.recv() => driver.on_msg(msg).await,
+            Some(msg) = rx.recv() => {
+                driver.on_msg(msg).await;
+                // Everything else already waiting joins this pass: one
+                // flush per batch, so ACKs coalesce (one cumulative ACK per
+                // session per batch) and the loop's fixed cost is shared.
+                for _ in 1..MAX_BATCH {
+                    let Ok(msg) = rx.try_recv() else { break };
+                    driver.on_msg(msg).await;
+                }
+            }
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let now = Instant::now();
@@ -411,17 +428,30 @@ impl Driver {
         let credits = Arc::new(Semaphore::new(0));
         let tx = self.tx.clone();
         let write_task = tokio::spawn(async move {
-            while let Some(msg) = writes.recv().await {
-                match msg {
-                    WriteMsg::Bytes(b) => {
-                        if write.write_all(&b).await.is_err() {
-                            let _ = tx.send(Msg::ClientGone(id));
-                            return;
+            let mut merged = Vec::with_capacity(MAX_CLIENT_WRITE);
+            let mut open = true;
+            while open {
+                let Some(WriteMsg::Bytes(first)) = writes.recv().await else {
+                    break;
+                };
+                // Bodies queued meanwhile go out in one write (in order).
+                merged.clear();
+                merged.extend_from_slice(&first);
+                while merged.len() < MAX_CLIENT_WRITE {
+                    match writes.try_recv() {
+                        Ok(WriteMsg::Bytes(b)) => merged.extend_from_slice(&b),
+                        Ok(WriteMsg::Close) => {
+                            open = false;
+                            break;
                         }
-                        let _ = tx.send(Msg::ClientWritten(id, b.len()));
+                        Err(_) => break,
                     }
-                    WriteMsg::Close => break,
                 }
+                if write.write_all(&merged).await.is_err() {
+                    let _ = tx.send(Msg::ClientGone(id));
+                    return;
+                }
+                let _ = tx.send(Msg::ClientWritten(id, merged.len()));
             }
             let _ = write.shutdown().await;
         });
