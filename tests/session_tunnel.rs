@@ -128,7 +128,7 @@ fn bind_conn_data_both_ways_and_client_close() {
     });
     assert!(p.events.contains(&TunnelEvent::Data {
         client: 1,
-        bytes: b"RTSP/1.0 200 OK\r\n\r\n".to_vec()
+        bytes: bytes::Bytes::from_static(b"RTSP/1.0 200 OK\r\n\r\n")
     }));
     p.client.client_closed(p.now, 1);
     p.settle();

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -79,8 +80,9 @@ pub enum TunnelEvent {
         client: ClientId,
         reason: BindFailure,
     },
-    /// Bytes from the device for the client.
-    Data { client: ClientId, bytes: Vec<u8> },
+    /// Bytes from the device for the client: a view into the received
+    /// body, not a copy.
+    Data { client: ClientId, bytes: Bytes },
     /// The device closed the realm: close the client after writing what it has.
     Closed {
         client: ClientId,
@@ -418,7 +420,7 @@ impl TunnelSession {
     fn pump(&mut self) {
         while let Some(event) = self.ptcp.poll_event() {
             match event {
-                Event::Body(bytes) => self.on_body(&bytes),
+                Event::Body(bytes) => self.on_body(Bytes::from(bytes)),
                 Event::Dead(reason) => {
                     self.dead = true;
                     for (client, _) in std::mem::take(&mut self.clients) {
@@ -435,8 +437,8 @@ impl TunnelSession {
         }
     }
 
-    fn on_body(&mut self, bytes: &[u8]) {
-        let Ok(body) = Body::decode(bytes) else {
+    fn on_body(&mut self, bytes: Bytes) {
+        let Ok(body) = Body::decode(&bytes) else {
             return;
         };
         match body {
@@ -493,7 +495,7 @@ impl TunnelSession {
                         self.ptcp.set_backlog(self.backlog);
                         self.events.push_back(TunnelEvent::Data {
                             client,
-                            bytes: payload.to_vec(),
+                            bytes: bytes.slice_ref(payload),
                         });
                     }
                 }

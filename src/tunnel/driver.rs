@@ -169,7 +169,7 @@ enum Msg {
 }
 
 enum WriteMsg {
-    Bytes(Vec<u8>),
+    Bytes(bytes::Bytes),
     Close,
 }
 
@@ -303,6 +303,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     driver.maintain(Instant::now()).await;
     driver.flush(Instant::now()).await;
+    // One timer, re-armed only when a deadline comes earlier than the one
+    // armed (or that one passed): a later deadline just means one spare wake.
+    let mut armed = Instant::now();
+    let timer = tokio::time::sleep_until(armed.into());
+    tokio::pin!(timer);
     loop {
         if let Some(err) = driver.fatal.take() {
             for t in accept_tasks {
@@ -311,6 +316,10 @@ pub async fn run(
             return Err(err);
         }
         let wake = driver.next_wake();
+        if wake < armed || armed <= Instant::now() {
+            armed = wake;
+            timer.as_mut().reset(wake.into());
+        }
         tokio::select! {
             _ = &mut shutdown => break,
             Some(msg) = rx.recv() => {
@@ -323,7 +332,7 @@ pub async fn run(
                     driver.on_msg(msg).await;
                 }
             }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = &mut timer => {}
         }
         let now = Instant::now();
         driver.on_timers(now);
@@ -434,12 +443,17 @@ impl Driver {
                 let Some(WriteMsg::Bytes(first)) = writes.recv().await else {
                     break;
                 };
-                // Bodies queued meanwhile go out in one write (in order).
+                // Bodies queued meanwhile go out in one write (in order);
+                // a body alone is written as it is, without a copy.
                 merged.clear();
-                merged.extend_from_slice(&first);
-                while merged.len() < MAX_CLIENT_WRITE {
+                while merged.len().max(first.len()) < MAX_CLIENT_WRITE {
                     match writes.try_recv() {
-                        Ok(WriteMsg::Bytes(b)) => merged.extend_from_slice(&b),
+                        Ok(WriteMsg::Bytes(b)) => {
+                            if merged.is_empty() {
+                                merged.extend_from_slice(&first);
+                            }
+                            merged.extend_from_slice(&b);
+                        }
                         Ok(WriteMsg::Close) => {
                             open = false;
                             break;
@@ -447,11 +461,12 @@ impl Driver {
                         Err(_) => break,
                     }
                 }
-                if write.write_all(&merged).await.is_err() {
+                let out: &[u8] = if merged.is_empty() { &first } else { &merged };
+                if write.write_all(out).await.is_err() {
                     let _ = tx.send(Msg::ClientGone(id));
                     return;
                 }
-                let _ = tx.send(Msg::ClientWritten(id, merged.len()));
+                let _ = tx.send(Msg::ClientWritten(id, out.len()));
             }
             let _ = write.shutdown().await;
         });
