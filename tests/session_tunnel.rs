@@ -52,7 +52,7 @@ impl Pair {
             }
             while let Some(ev) = self.device.s.poll_event() {
                 if let Event::Body(b) = ev {
-                    self.device.bodies.push(b);
+                    self.device.bodies.push(b.to_vec());
                 }
             }
             while let Some(ev) = self.client.poll_event() {

@@ -299,6 +299,13 @@ impl TunnelSession {
         self.pump();
     }
 
+    /// [`TunnelSession::handle_datagram`] for a datagram the driver owns:
+    /// decoded once, its payload handed on without a copy.
+    pub fn handle_owned(&mut self, now: Instant, datagram: Bytes) {
+        self.ptcp.handle_owned(now, datagram);
+        self.pump();
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ptcp.handle_timeout(now);
         let ids: Vec<u32> = self.realms.keys().copied().collect();
@@ -420,7 +427,7 @@ impl TunnelSession {
     fn pump(&mut self) {
         while let Some(event) = self.ptcp.poll_event() {
             match event {
-                Event::Body(bytes) => self.on_body(Bytes::from(bytes)),
+                Event::Body(bytes) => self.on_body(bytes),
                 Event::Dead(reason) => {
                     self.dead = true;
                     for (client, _) in std::mem::take(&mut self.clients) {

@@ -421,7 +421,7 @@ impl Driver {
                         peer,
                     } => {
                         if sock == *ready_sock && from == *peer {
-                            tunnel.handle_datagram(now, &bytes);
+                            tunnel.handle_owned(now, bytes::Bytes::from(bytes));
                         }
                     }
                 }
