@@ -290,7 +290,7 @@ impl World {
             {
                 while let Some(event) = session.poll_event() {
                     if let PtcpEvent::Body(b) = event {
-                        bodies.push(b);
+                        bodies.push(b.to_vec());
                     }
                 }
             }

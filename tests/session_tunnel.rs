@@ -52,7 +52,7 @@ impl Pair {
             }
             while let Some(ev) = self.device.s.poll_event() {
                 if let Event::Body(b) = ev {
-                    self.device.bodies.push(b);
+                    self.device.bodies.push(b.to_vec());
                 }
             }
             while let Some(ev) = self.client.poll_event() {
@@ -128,7 +128,7 @@ fn bind_conn_data_both_ways_and_client_close() {
     });
     assert!(p.events.contains(&TunnelEvent::Data {
         client: 1,
-        bytes: b"RTSP/1.0 200 OK\r\n\r\n".to_vec()
+        bytes: bytes::Bytes::from_static(b"RTSP/1.0 200 OK\r\n\r\n")
     }));
     p.client.client_closed(p.now, 1);
     p.settle();

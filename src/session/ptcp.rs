@@ -23,6 +23,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::codec::ptcp::{
     Body, Header, Packet, PtcpError, HEADER_LEN, PID_IDLE, PID_SYN, SYN_BODY,
 };
@@ -106,8 +108,8 @@ pub enum DeadReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A non-empty body, in order, exactly once (raw bytes; decode with
-    /// [`Body::decode`]).
-    Body(Vec<u8>),
+    /// [`Body::decode`]): a view into the received datagram, not a copy.
+    Body(Bytes),
     /// The peer acknowledged bytes; send capacity may have opened.
     Acked {
         bytes: u32,
@@ -190,7 +192,7 @@ pub struct PtcpSession {
     last_ack_progress: Instant,
     // Inbound.
     rcv_nxt: u32,
-    reorder: BTreeMap<u32, Vec<u8>>,
+    reorder: BTreeMap<u32, Bytes>,
     reorder_bytes: usize,
     ack_due: Option<Instant>,
     rmid: u32,
@@ -319,12 +321,21 @@ impl PtcpSession {
         self.queued.push_back(bytes);
     }
 
-    /// Handles one datagram from the peer.
+    /// Handles one datagram from the peer (copied once; a driver that owns
+    /// the datagram passes it to [`PtcpSession::handle_owned`] instead).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if !self.dead {
+            self.handle_owned(now, Bytes::copy_from_slice(datagram));
+        }
+    }
+
+    /// Handles one datagram from the peer, keeping its body as a view of
+    /// it: the body reaches [`Event::Body`] without another copy.
+    pub fn handle_owned(&mut self, now: Instant, datagram: Bytes) {
         if self.dead {
             return;
         }
-        let packet = match Packet::decode(datagram) {
+        let packet = match Packet::decode(&datagram) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.malformed_in += 1;
@@ -336,11 +347,11 @@ impl PtcpSession {
         self.last_rx = now;
         self.rmid = packet.header.lmid;
         self.on_ack(now, packet.header.recv, packet.body.is_empty());
-        let body = &datagram[HEADER_LEN..];
-        if body.is_empty() {
+        let sent = packet.header.sent;
+        if datagram.len() <= HEADER_LEN {
             return;
         }
-        self.on_body(now, packet.header.sent, body);
+        self.on_body(now, sent, datagram.slice(HEADER_LEN..));
     }
 
     fn on_ack(&mut self, now: Instant, peer_recv: u32, pure_ack: bool) {
@@ -431,14 +442,14 @@ impl PtcpSession {
             .clamp(self.config.min_rto, self.config.max_rto);
     }
 
-    fn on_body(&mut self, now: Instant, seq: u32, body: &[u8]) {
+    fn on_body(&mut self, now: Instant, seq: u32, body: Bytes) {
         self.schedule_ack(now);
         if self.next_heartbeat.is_none() {
             self.next_heartbeat = self.config.heartbeat.map(|h| now + h);
         }
         let len = body.len() as u32;
         if seq == self.rcv_nxt {
-            self.deliver(body.to_vec());
+            self.deliver(body);
             // Drain whatever the hole was holding back.
             while let Some(next) = self.reorder.remove(&self.rcv_nxt) {
                 self.reorder_bytes -= next.len();
@@ -486,14 +497,14 @@ impl PtcpSession {
                 self.stats.duplicates_in += 1;
             } else if self.reorder_bytes + body.len() <= self.config.reorder_buffer {
                 self.reorder_bytes += body.len();
-                self.reorder.insert(seq, body.to_vec());
+                self.reorder.insert(seq, body);
             } else {
                 self.stats.reorder_drops += 1;
             }
         }
     }
 
-    fn deliver(&mut self, body: Vec<u8>) {
+    fn deliver(&mut self, body: Bytes) {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(body.len() as u32);
         self.stats.bodies_in += 1;
         self.events.push_back(Event::Body(body));

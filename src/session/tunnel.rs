@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -79,8 +80,9 @@ pub enum TunnelEvent {
         client: ClientId,
         reason: BindFailure,
     },
-    /// Bytes from the device for the client.
-    Data { client: ClientId, bytes: Vec<u8> },
+    /// Bytes from the device for the client: a view into the received
+    /// body, not a copy.
+    Data { client: ClientId, bytes: Bytes },
     /// The device closed the realm: close the client after writing what it has.
     Closed {
         client: ClientId,
@@ -139,6 +141,8 @@ pub struct TunnelSession {
     /// Bytes delivered to clients but not yet written by them (`pid`).
     backlog: usize,
     orphans_closed: u64,
+    /// Reused to join a realm queue's two halves into one body.
+    scratch: Vec<u8>,
 }
 
 impl TunnelSession {
@@ -158,6 +162,7 @@ impl TunnelSession {
             dead: false,
             backlog: 0,
             orphans_closed: 0,
+            scratch: Vec::with_capacity(FRAGMENT_SIZE),
         }
     }
 
@@ -294,6 +299,13 @@ impl TunnelSession {
         self.pump();
     }
 
+    /// [`TunnelSession::handle_datagram`] for a datagram the driver owns:
+    /// decoded once, its payload handed on without a copy.
+    pub fn handle_owned(&mut self, now: Instant, datagram: Bytes) {
+        self.ptcp.handle_owned(now, datagram);
+        self.pump();
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ptcp.handle_timeout(now);
         let ids: Vec<u32> = self.realms.keys().copied().collect();
@@ -388,13 +400,21 @@ impl TunnelSession {
                 return;
             };
             let n = r.queue.len().min(FRAGMENT_SIZE);
-            let chunk: Vec<u8> = r.queue.drain(..n).collect();
+            // The queue's front as one slice: borrowed when it is contiguous
+            // there, else copied once (two slice copies, no per-byte work).
+            let (front, back) = r.queue.as_slices();
+            let payload: &[u8] = if front.len() >= n {
+                &front[..n]
+            } else {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(front);
+                self.scratch.extend_from_slice(&back[..n - front.len()]);
+                &self.scratch
+            };
+            self.ptcp.send(&Body::Data { realm: id, payload });
+            r.queue.drain(..n);
             r.bytes_in += n as u64;
             let done = r.client_done && r.queue.is_empty();
-            self.ptcp.send(&Body::Data {
-                realm: id,
-                payload: &chunk,
-            });
             if done {
                 if let Some(r) = self.realms.get_mut(&id) {
                     r.state = State::Closing { since: now };
@@ -407,7 +427,7 @@ impl TunnelSession {
     fn pump(&mut self) {
         while let Some(event) = self.ptcp.poll_event() {
             match event {
-                Event::Body(bytes) => self.on_body(&bytes),
+                Event::Body(bytes) => self.on_body(bytes),
                 Event::Dead(reason) => {
                     self.dead = true;
                     for (client, _) in std::mem::take(&mut self.clients) {
@@ -424,8 +444,8 @@ impl TunnelSession {
         }
     }
 
-    fn on_body(&mut self, bytes: &[u8]) {
-        let Ok(body) = Body::decode(bytes) else {
+    fn on_body(&mut self, bytes: Bytes) {
+        let Ok(body) = Body::decode(&bytes) else {
             return;
         };
         match body {
@@ -482,7 +502,7 @@ impl TunnelSession {
                         self.ptcp.set_backlog(self.backlog);
                         self.events.push_back(TunnelEvent::Data {
                             client,
-                            bytes: payload.to_vec(),
+                            bytes: bytes.slice_ref(payload),
                         });
                     }
                 }

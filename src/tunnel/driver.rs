@@ -177,6 +177,14 @@ pub enum Status {
 
 type SessionId = u64;
 
+/// Messages handled per loop pass before the pass flushes. It bounds the
+/// ACK delay: a body's ACK waits at most for the rest of its batch (tens of
+/// microseconds of work at this size; see docs/PERFORMANCE.md).
+const MAX_BATCH: usize = 64;
+
+/// Bodies waiting for a client are merged into writes of up to this size.
+const MAX_CLIENT_WRITE: usize = 64 * 1024;
+
 enum Msg {
     Accepted(usize, TcpStream, SocketAddr),
     ClientBytes(ClientId, Vec<u8>),
@@ -187,7 +195,7 @@ enum Msg {
 }
 
 enum WriteMsg {
-    Bytes(Vec<u8>),
+    Bytes(bytes::Bytes),
     Close,
 }
 
@@ -343,6 +351,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     driver.maintain(Instant::now()).await;
     driver.flush(Instant::now()).await;
+    // One timer, re-armed only when a deadline comes earlier than the one
+    // armed (or that one passed): a later deadline just means one spare wake.
+    let mut armed = Instant::now();
+    let timer = tokio::time::sleep_until(armed.into());
+    tokio::pin!(timer);
     loop {
         if let Some(err) = driver.fatal.take() {
             for t in accept_tasks {
@@ -351,10 +364,23 @@ pub async fn run(
             return Err(err);
         }
         let wake = driver.next_wake();
+        if wake < armed || armed <= Instant::now() {
+            armed = wake;
+            timer.as_mut().reset(wake.into());
+        }
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(msg) = rx.recv() => driver.on_msg(msg).await,
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            Some(msg) = rx.recv() => {
+                driver.on_msg(msg).await;
+                // Everything else already waiting joins this pass: one
+                // flush per batch, so ACKs coalesce (one cumulative ACK per
+                // session per batch) and the loop's fixed cost is shared.
+                for _ in 1..MAX_BATCH {
+                    let Ok(msg) = rx.try_recv() else { break };
+                    driver.on_msg(msg).await;
+                }
+            }
+            _ = &mut timer => {}
         }
         let now = Instant::now();
         driver.on_timers(now);
@@ -447,7 +473,7 @@ impl Driver {
                         peer,
                     } => {
                         if sock == *ready_sock && from == *peer {
-                            tunnel.handle_datagram(now, &bytes);
+                            tunnel.handle_owned(now, bytes::Bytes::from(bytes));
                         }
                     }
                 }
@@ -463,17 +489,36 @@ impl Driver {
         let credits = Arc::new(Semaphore::new(0));
         let tx = self.tx.clone();
         let write_task = tokio::spawn(async move {
-            while let Some(msg) = writes.recv().await {
-                match msg {
-                    WriteMsg::Bytes(b) => {
-                        if write.write_all(&b).await.is_err() {
-                            let _ = tx.send(Msg::ClientGone(id));
-                            return;
+            let mut merged = Vec::with_capacity(MAX_CLIENT_WRITE);
+            let mut open = true;
+            while open {
+                let Some(WriteMsg::Bytes(first)) = writes.recv().await else {
+                    break;
+                };
+                // Bodies queued meanwhile go out in one write (in order);
+                // a body alone is written as it is, without a copy.
+                merged.clear();
+                while merged.len().max(first.len()) < MAX_CLIENT_WRITE {
+                    match writes.try_recv() {
+                        Ok(WriteMsg::Bytes(b)) => {
+                            if merged.is_empty() {
+                                merged.extend_from_slice(&first);
+                            }
+                            merged.extend_from_slice(&b);
                         }
-                        let _ = tx.send(Msg::ClientWritten(id, b.len()));
+                        Ok(WriteMsg::Close) => {
+                            open = false;
+                            break;
+                        }
+                        Err(_) => break,
                     }
-                    WriteMsg::Close => break,
                 }
+                let out: &[u8] = if merged.is_empty() { &first } else { &merged };
+                if write.write_all(out).await.is_err() {
+                    let _ = tx.send(Msg::ClientGone(id));
+                    return;
+                }
+                let _ = tx.send(Msg::ClientWritten(id, out.len()));
             }
             let _ = write.shutdown().await;
         });

@@ -522,7 +522,7 @@ fn drain_events(session: &mut PtcpSession) -> (Vec<Vec<u8>>, bool) {
     let mut dead = false;
     while let Some(event) = session.poll_event() {
         match event {
-            PtcpEvent::Body(b) => bodies.push(b),
+            PtcpEvent::Body(b) => bodies.push(b.to_vec()),
             PtcpEvent::Dead(_) => dead = true,
             PtcpEvent::Acked { .. } | PtcpEvent::Malformed(_) => {}
         }
