@@ -19,6 +19,8 @@ enum Kind {
     RelayOnly,
     Auth,
     Offline,
+    /// Known to the cloud, away at the P2P server (`offline-known`).
+    Asleep,
     Amcrest,
 }
 
@@ -29,6 +31,7 @@ impl Kind {
             Kind::RelayOnly => "RELAY",
             Kind::Auth => "AUTH",
             Kind::Offline => "OFFLINE",
+            Kind::Asleep => "ASLEEP",
             Kind::Amcrest => "AMCREST",
         }
     }
@@ -39,6 +42,7 @@ impl Kind {
             Kind::RelayOnly => "mode = \"relay-only\"\n",
             Kind::Auth => "auth = \"required\"\npassword = \"s3cret\"\n",
             Kind::Offline => "mode = \"offline\"\n",
+            Kind::Asleep => "mode = \"offline-known\"\n",
             Kind::Amcrest => "cloud = \"amcrest\"\n",
         }
     }
@@ -51,6 +55,9 @@ fn fleet() -> Vec<(String, Kind)> {
     for i in 0..50 {
         let kind = if i % 5 == 0 || i >= 40 {
             Kind::Direct
+        } else if i % 10 == 3 {
+            // Half of the offline devices are still known to the cloud.
+            Kind::Asleep
         } else {
             kinds[(i % 5) - 1]
         };
@@ -149,21 +156,22 @@ fn every_serial_gets_its_verdict_and_the_rate_limit_holds() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // Offline and amcrest devices are unknown to this cloud: exit 1.
+    // Offline devices are offline or unknown, amcrest ones unknown: exit 1.
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     let verdicts = table_verdicts(&stdout);
     assert_eq!(verdicts.len(), 50, "{stdout}");
     for (serial, kind) in &devices {
         let want = match kind {
             Kind::Direct | Kind::RelayOnly | Kind::Auth => "online",
-            // The emulator's cloud, like the real ones, answers 404 at
-            // /online/p2psrv for a device it does not know or that is away.
+            // A 404 at /online/p2psrv means "not here or away": unknown.
             Kind::Offline | Kind::Amcrest => "unknown",
+            // The cloud knows it, /probe/device says 404: offline.
+            Kind::Asleep => "offline",
         };
         assert_eq!(verdicts[serial], want, "{serial}\n{stdout}");
     }
     assert!(
-        stdout.contains("50 serials: 34 online, 0 offline, 16 unknown, 0 failed"),
+        stdout.contains("50 serials: 34 online, 4 offline, 12 unknown, 0 failed"),
         "{stdout}"
     );
     // Online rows name the cloud, firmware and the ports from Info.
@@ -175,8 +183,8 @@ fn every_serial_gets_its_verdict_and_the_rate_limit_holds() {
 
     let mut times = emu.request_times();
     times.sort_by(f64::total_cmp);
-    // Three requests per online serial, one per unknown one.
-    assert_eq!(times.len(), 34 * 3 + 16, "{times:?}");
+    // Three requests per online serial, two per offline, one per unknown.
+    assert_eq!(times.len(), 34 * 3 + 4 * 2 + 12, "{times:?}");
     // Never more than `rate` requests in any one-second window (a little
     // slack for the emulator's own scheduling).
     let per_window = rate as usize;
@@ -190,7 +198,7 @@ fn every_serial_gets_its_verdict_and_the_rate_limit_holds() {
     }
     // And the limit is a rate, not a stall.
     let total = times.last().unwrap() - times.first().unwrap();
-    assert!(total < 118.0 / rate + 3.0, "took {total:.1} s");
+    assert!(total < 122.0 / rate + 3.0, "took {total:.1} s");
 }
 
 #[test]
@@ -214,7 +222,7 @@ fn json_reports_the_cloud_that_knows_each_serial() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("50 serials: 42 online, 0 offline, 8 unknown, 0 failed"),
+        stderr.contains("50 serials: 42 online, 4 offline, 4 unknown, 0 failed"),
         "{stderr}"
     );
     let objects: Vec<serde_json::Value> = stdout
@@ -228,6 +236,7 @@ fn json_reports_the_cloud_that_knows_each_serial() {
             Kind::Direct | Kind::RelayOnly | Kind::Auth => ("online", "easy4ip"),
             Kind::Amcrest => ("online", "amcrest"),
             Kind::Offline => ("unknown", ""),
+            Kind::Asleep => ("offline", "easy4ip"),
         };
         assert_eq!(o["verdict"], verdict, "{o}");
         if verdict == "online" {
@@ -235,6 +244,9 @@ fn json_reports_the_cloud_that_knows_each_serial() {
             assert!(o["firmware"].as_str().is_some_and(|f| !f.is_empty()), "{o}");
             assert_eq!(o["ports"]["rtsp"], 554, "{o}");
             assert!(o["p2psrv"].is_string(), "{o}");
+        } else if verdict == "offline" {
+            // Known, so the cloud is named; away, so no firmware.
+            assert_eq!(o["cloud"], cloud, "{o}");
         } else {
             assert!(o["cloud"].is_null(), "{o}");
             let answers: Vec<&str> = o["clouds"]

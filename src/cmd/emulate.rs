@@ -28,6 +28,8 @@ pub enum ModeArg {
     Direct,
     RelayOnly,
     Offline,
+    /// Known to the cloud, away at its P2P server (404 at /probe/device).
+    OfflineKnown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -232,6 +234,7 @@ impl EmulateArgs {
             ModeArg::Direct => Mode::Direct,
             ModeArg::RelayOnly => Mode::RelayOnly,
             ModeArg::Offline => Mode::Offline,
+            ModeArg::OfflineKnown => Mode::OfflineKnown,
         };
         config.dialect = match self.cloud_profile {
             ProfileArg::Legacy => CloudDialect::Legacy,

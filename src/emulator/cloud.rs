@@ -210,17 +210,23 @@ impl Emulator {
         let online = self
             .units
             .get(unit)
-            .is_some_and(|u| u.mode != Mode::Offline)
+            .is_some_and(|u| !matches!(u.mode, Mode::Offline | Mode::OfflineKnown))
             && !self.unit_vanished(unit, now);
         online.then_some(key)
     }
 
-    /// [`Self::online_serial`], for a device registered with the cloud of
-    /// socket `cloud` (0 = main): other clouds do not know it (404).
+    /// The configured serial, when the cloud of socket `cloud` (0 = main)
+    /// knows the device: online, or away but still registered
+    /// (`offline-known`). Other clouds do not know it (404).
     fn registered_serial(&self, now: Instant, cloud: usize, serial: &str) -> Option<String> {
-        let key = self.online_serial(now, serial)?;
+        let key = serial.to_ascii_uppercase();
         let unit = self.devices.get(&key)?.unit;
-        (self.cloud_index_of(unit) == cloud).then_some(key)
+        let known = self
+            .units
+            .get(unit)
+            .is_some_and(|u| u.mode == Mode::OfflineKnown)
+            || self.online_serial(now, serial).is_some();
+        (known && self.cloud_index_of(unit) == cloud).then_some(key)
     }
 
     fn cloud_index_of(&self, unit: usize) -> usize {

@@ -28,8 +28,14 @@ pub enum Mode {
     Direct,
     /// The device never answers hole punching: only the relay gets through.
     RelayOnly,
-    /// The cloud reports the device offline (404).
+    /// The cloud reports the device offline (404), already at `/online/p2psrv`
+    /// as if it did not know it (FIELD-NOTES C: "wrong cloud or offline").
     Offline,
+    /// The cloud knows the device (200 at `/online/p2psrv`) but the P2P
+    /// server says it is away: 404 at `/probe/device` and `/info/device`
+    /// (FIELD-NOTES: "200 online, 404 offline"). Real clouds are seen doing
+    /// both; this one lets `dhp2p probe` tell "offline" from "unknown".
+    OfflineKnown,
 }
 
 /// Which request dialects the main cloud accepts on channel requests
@@ -236,8 +242,9 @@ impl FromStr for Mode {
             "direct" => Ok(Mode::Direct),
             "relay-only" => Ok(Mode::RelayOnly),
             "offline" => Ok(Mode::Offline),
+            "offline-known" => Ok(Mode::OfflineKnown),
             other => Err(format!(
-                "mode {other:?}: expected direct, relay-only or offline"
+                "mode {other:?}: expected direct, relay-only, offline or offline-known"
             )),
         }
     }
