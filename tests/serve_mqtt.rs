@@ -1,0 +1,296 @@
+//! `dhp2p serve` on MQTT against a real broker (mosquitto) watched by a real
+//! subscriber (mosquitto_sub): Home Assistant discovery, availability of a
+//! reachable, an offline and a vanishing camera, the last will, and a
+//! broker that goes away while a camera streams.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::media::{ready_field, Background};
+use serde_json::Value;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const REACHABLE: &str = "MQTTDIRECT00001";
+const OFFLINE: &str = "MQTTOFFLINE0002";
+const VANISHING: &str = "MQTTVANISH00003";
+
+/// A mosquitto on a loopback port of its own; killed on drop.
+struct Broker {
+    process: Option<Background>,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        assert!(
+            Path::new(MOSQUITTO).is_file(),
+            "{MOSQUITTO} is not installed: install the Debian package `mosquitto` (tools/test does)"
+        );
+        common::require_program("mosquitto_sub", "mosquitto-clients");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let mut broker = Broker {
+            process: None,
+            port,
+            config,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port; waits until it accepts connections.
+    fn restart(&mut self) {
+        self.process = Some(Background::spawn(
+            Command::new(MOSQUITTO).arg("-c").arg(&self.config),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        drop(self.process.take());
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+/// `mosquitto_sub -v` on everything, with the retained messages first.
+struct Subscriber(Background);
+
+impl Subscriber {
+    fn start(broker: &Broker) -> Subscriber {
+        let port = broker.port.to_string();
+        Subscriber(Background::spawn(Command::new("mosquitto_sub").args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-v",
+            "-t",
+            "#",
+        ])))
+    }
+
+    /// The payload of the first message on `topic` for which `want`
+    /// holds; fails the test after `timeout`.
+    fn wait(&mut self, topic: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no wanted message on {topic} within {timeout:?}; saw {seen:#?}"
+            );
+            let line = self.0.next_line(left);
+            let (t, payload) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            if t == topic && want(payload) {
+                return payload.to_owned();
+            }
+            seen.push(line);
+        }
+    }
+
+    fn json(&mut self, topic: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        let payload = self.wait(topic, timeout, |p| {
+            serde_json::from_str::<Value>(p).is_ok_and(|v| want(&v))
+        });
+        serde_json::from_str(&payload).expect("JSON")
+    }
+}
+
+/// One emulator with `devices` (`--device` values).
+fn fleet(devices: &[String]) -> (Background, SocketAddr) {
+    let mut cmd = common::dhp2p();
+    cmd.args(["emulate-device", "--cloud-port", "0"]);
+    for d in devices {
+        cmd.args(["--device", d]);
+    }
+    let mut process = Background::spawn(&mut cmd);
+    let ready = process.wait_line("ready ", Duration::from_secs(20));
+    let cloud = ready_field(&ready, "cloud").parse().expect("cloud address");
+    (process, cloud)
+}
+
+/// serve with one `[[camera]]` per `(name, serial)` and `[mqtt]` on `broker`.
+fn serve(dir: &Path, cloud: SocketAddr, broker: &Broker, cameras: &[(&str, &str)]) -> Background {
+    let mut text = format!(
+        "[defaults]\ncloud = \"{cloud}\"\nudp_bind = \"127.0.0.1\"\nusername = \"admin\"\n\
+         password = \"admin\"\nheartbeat = 1\nidle_timeout = 4\n\n\
+         [mqtt]\nbroker = \"{}\"\nclient_id = \"dhp2p-test-{}\"\nstate_interval = 2\n",
+        broker.url(),
+        broker.port
+    );
+    for (name, serial) in cameras {
+        text += &format!(
+            "\n[[camera]]\nname = \"{name}\"\nserial = \"{serial}\"\nports = [\"127.0.0.1:0:rtsp\"]\n"
+        );
+    }
+    let path = dir.join("dhp2p.toml");
+    std::fs::write(&path, text).expect("write the config");
+    let mut serve = Background::spawn(common::dhp2p().arg("serve").arg("--config").arg(&path));
+    serve.wait_line("cameras ", Duration::from_secs(20));
+    serve
+}
+
+fn is_ready_direct(v: &Value) -> bool {
+    v["state"] == "ready" && v["path"] == "direct"
+}
+
+#[test]
+fn discovery_availability_and_the_last_will() {
+    let dir = common::scratch_dir("serve_mqtt_discovery");
+    let broker = Broker::start(&dir);
+    let (_fleet, cloud) = fleet(&[REACHABLE.into(), format!("{OFFLINE},mode=offline")]);
+    let serve = serve(
+        &dir,
+        cloud,
+        &broker,
+        &[("front", REACHABLE), ("back", OFFLINE)],
+    );
+    let mut sub = Subscriber::start(&broker);
+    let wait = Duration::from_secs(30);
+    sub.wait("dhp2p/status", wait, |p| p == "online");
+    for camera in ["front", "back"] {
+        for (component, object) in [
+            ("binary_sensor", "connectivity"),
+            ("sensor", "path"),
+            ("sensor", "throughput"),
+        ] {
+            let topic = format!("homeassistant/{component}/dhp2p/{camera}_{object}/config");
+            let config = sub.json(&topic, wait, |_| true);
+            for key in ["name", "unique_id", "state_topic", "availability", "device"] {
+                assert!(config.get(key).is_some(), "{topic}: no {key} in {config}");
+            }
+            assert_eq!(config["state_topic"], format!("dhp2p/{camera}/state"));
+            assert_eq!(config["device"]["model"], "Dahua P2P via dhp2p");
+            let serial = config["device"]["serial_number"].as_str().unwrap_or("");
+            assert!(
+                serial.starts_with("****") && !serial.contains("MQTT"),
+                "{serial}"
+            );
+        }
+    }
+    sub.wait("dhp2p/front/available", wait, |p| p == "online");
+    let state = sub.json("dhp2p/front/state", wait, is_ready_direct);
+    let url = state["rtsp_url"].as_str().unwrap_or("");
+    assert!(url.starts_with("rtsp://127.0.0.1:"), "{state}");
+    sub.wait("dhp2p/back/available", wait, |p| p == "offline");
+    let back = sub.json("dhp2p/back/state", wait, |v| v["state"] != "ready");
+    assert!(back["path"].is_null(), "{back}");
+
+    // SIGKILL: no goodbye from serve; the broker publishes the will.
+    let killed = Command::new("kill")
+        .args(["-KILL", &serve.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    sub.wait("dhp2p/status", Duration::from_secs(10), |p| p == "offline");
+}
+
+#[test]
+fn a_vanishing_camera_goes_offline_within_the_idle_timeout_and_comes_back() {
+    let dir = common::scratch_dir("serve_mqtt_vanish");
+    let broker = Broker::start(&dir);
+    let (_fleet, cloud) = fleet(&[format!("{VANISHING},vanish-after=8,vanish-for=8")]);
+    let started = Instant::now();
+    let mut sub = Subscriber::start(&broker);
+    let _serve = serve(&dir, cloud, &broker, &[("door", VANISHING)]);
+    sub.wait("dhp2p/door/available", Duration::from_secs(8), |p| {
+        p == "online"
+    });
+    // Silent 8 s after the emulator started; idle_timeout is 4 s.
+    sub.wait(
+        "dhp2p/door/available",
+        Duration::from_secs(8 + 4 + 3),
+        |p| p == "offline",
+    );
+    let offline = started.elapsed();
+    assert!(
+        offline > Duration::from_secs(8) && offline < Duration::from_secs(8 + 4 + 3),
+        "offline after {offline:?}, the device vanished after 8 s (idle timeout 4 s)"
+    );
+    sub.wait("dhp2p/door/available", Duration::from_secs(40), |p| {
+        p == "online"
+    });
+}
+
+#[test]
+fn the_stream_survives_the_broker_and_state_is_republished_when_it_returns() {
+    let dir = common::scratch_dir("serve_mqtt_broker_down");
+    let mut broker = Broker::start(&dir);
+    let (_fleet, cloud) = fleet(&[REACHABLE.into()]);
+    let _serve = serve(&dir, cloud, &broker, &[("front", REACHABLE)]);
+    let state = Subscriber::start(&broker).json(
+        "dhp2p/front/state",
+        Duration::from_secs(30),
+        is_ready_direct,
+    );
+    let url =
+        state["rtsp_url"]
+            .as_str()
+            .expect("rtsp_url")
+            .replacen("rtsp://", "rtsp://admin:admin@", 1);
+    common::require_program("ffmpeg", "ffmpeg");
+    let mut ffmpeg = Background::spawn(Command::new("ffmpeg").args([
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        &url,
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-f",
+        "framemd5",
+        "-",
+    ]));
+    let mut frames = |n: usize| {
+        let mut got = 0;
+        while got < n {
+            if !ffmpeg.next_line(Duration::from_secs(10)).starts_with('#') {
+                got += 1;
+            }
+        }
+    };
+    frames(10);
+    broker.stop();
+    // 4 s of 25 fps with the broker gone.
+    frames(60);
+    broker.restart();
+    frames(10);
+    // mosquitto kept nothing (persistence off): what a new subscriber gets
+    // was published again after the reconnect.
+    let mut sub = Subscriber::start(&broker);
+    sub.wait("dhp2p/status", Duration::from_secs(25), |p| p == "online");
+    sub.json(
+        "dhp2p/front/state",
+        Duration::from_secs(10),
+        is_ready_direct,
+    );
+    sub.wait(
+        "homeassistant/binary_sensor/dhp2p/front_connectivity/config",
+        Duration::from_secs(10),
+        |p| p.contains("unique_id"),
+    );
+}
