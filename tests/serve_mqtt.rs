@@ -73,39 +73,57 @@ impl Broker {
 }
 
 /// `mosquitto_sub -v` on everything, with the retained messages first.
-struct Subscriber(Background);
+/// Every message is kept: waits look from the last [`Subscriber::mark`].
+struct Subscriber {
+    process: Background,
+    seen: Vec<(String, String)>,
+    from: usize,
+}
 
 impl Subscriber {
     fn start(broker: &Broker) -> Subscriber {
         let port = broker.port.to_string();
-        Subscriber(Background::spawn(Command::new("mosquitto_sub").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-v",
-            "-t",
-            "#",
-        ])))
+        Subscriber {
+            process: Background::spawn(Command::new("mosquitto_sub").args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-v",
+                "-t",
+                "#",
+            ])),
+            seen: Vec::new(),
+            from: 0,
+        }
     }
 
-    /// The payload of the first message on `topic` for which `want`
-    /// holds; fails the test after `timeout`.
+    /// Later waits look only at messages from now on.
+    fn mark(&mut self) {
+        self.from = self.seen.len();
+    }
+
+    /// The payload of the first message on `topic` since the mark for
+    /// which `want` holds; fails the test after `timeout`.
     fn wait(&mut self, topic: &str, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
+        let mut next = self.from;
         loop {
+            while let Some((t, payload)) = self.seen.get(next) {
+                if t == topic && want(payload) {
+                    return payload.clone();
+                }
+                next += 1;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "no wanted message on {topic} within {timeout:?}; saw {seen:#?}"
+                "no wanted message on {topic} within {timeout:?}; saw {:#?}",
+                &self.seen[self.from..]
             );
-            let line = self.0.next_line(left);
+            let line = self.process.next_line(left.max(Duration::from_secs(1)));
             let (t, payload) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-            if t == topic && want(payload) {
-                return payload.to_owned();
-            }
-            seen.push(line);
+            self.seen.push((t.to_owned(), payload.to_owned()));
         }
     }
 
@@ -198,6 +216,7 @@ fn discovery_availability_and_the_last_will() {
     assert!(back["path"].is_null(), "{back}");
 
     // SIGKILL: no goodbye from serve; the broker publishes the will.
+    sub.mark();
     let killed = Command::new("kill")
         .args(["-KILL", &serve.pid().to_string()])
         .status()
@@ -217,6 +236,7 @@ fn a_vanishing_camera_goes_offline_within_the_idle_timeout_and_comes_back() {
     sub.wait("dhp2p/door/available", Duration::from_secs(8), |p| {
         p == "online"
     });
+    sub.mark();
     // Silent 8 s after the emulator started; idle_timeout is 4 s.
     sub.wait(
         "dhp2p/door/available",
@@ -228,6 +248,7 @@ fn a_vanishing_camera_goes_offline_within_the_idle_timeout_and_comes_back() {
         offline > Duration::from_secs(8) && offline < Duration::from_secs(8 + 4 + 3),
         "offline after {offline:?}, the device vanished after 8 s (idle timeout 4 s)"
     );
+    sub.mark();
     sub.wait("dhp2p/door/available", Duration::from_secs(40), |p| {
         p == "online"
     });
@@ -250,9 +271,13 @@ fn the_stream_survives_the_broker_and_state_is_republished_when_it_returns() {
             .expect("rtsp_url")
             .replacen("rtsp://", "rtsp://admin:admin@", 1);
     common::require_program("ffmpeg", "ffmpeg");
+    // -progress prints frame=N about twice a second.
     let mut ffmpeg = Background::spawn(Command::new("ffmpeg").args([
         "-loglevel",
         "error",
+        "-nostats",
+        "-progress",
+        "pipe:1",
         "-rtsp_transport",
         "tcp",
         "-i",
@@ -262,14 +287,16 @@ fn the_stream_survives_the_broker_and_state_is_republished_when_it_returns() {
         "-c",
         "copy",
         "-f",
-        "framemd5",
+        "null",
         "-",
     ]));
-    let mut frames = |n: usize| {
-        let mut got = 0;
-        while got < n {
-            if !ffmpeg.next_line(Duration::from_secs(10)).starts_with('#') {
-                got += 1;
+    let mut count = 0u64;
+    let mut frames = |n: u64| {
+        let want = count + n;
+        while count < want {
+            let line = ffmpeg.next_line(Duration::from_secs(10));
+            if let Some(Ok(f)) = line.strip_prefix("frame=").map(str::parse::<u64>) {
+                count = f;
             }
         }
     };
