@@ -150,6 +150,19 @@ fn fleet(devices: &[String]) -> (Background, SocketAddr) {
 
 /// serve with one `[[camera]]` per `(name, serial)` and `[mqtt]` on `broker`.
 fn serve(dir: &Path, cloud: SocketAddr, broker: &Broker, cameras: &[(&str, &str)]) -> Background {
+    let path = write_config(dir, cloud, broker, cameras);
+    let mut serve = Background::spawn(common::dhp2p().arg("serve").arg("--config").arg(&path));
+    serve.wait_line("cameras ", Duration::from_secs(20));
+    serve
+}
+
+/// serve's file (`dir/dhp2p.toml`), written anew.
+fn write_config(
+    dir: &Path,
+    cloud: SocketAddr,
+    broker: &Broker,
+    cameras: &[(&str, &str)],
+) -> PathBuf {
     let mut text = format!(
         "[defaults]\ncloud = \"{cloud}\"\nudp_bind = \"127.0.0.1\"\nusername = \"admin\"\n\
          password = \"admin\"\nheartbeat = 1\nidle_timeout = 4\n\n\
@@ -164,9 +177,15 @@ fn serve(dir: &Path, cloud: SocketAddr, broker: &Broker, cameras: &[(&str, &str)
     }
     let path = dir.join("dhp2p.toml");
     std::fs::write(&path, text).expect("write the config");
-    let mut serve = Background::spawn(common::dhp2p().arg("serve").arg("--config").arg(&path));
-    serve.wait_line("cameras ", Duration::from_secs(20));
-    serve
+    path
+}
+
+fn signal(process: &Background, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &process.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{name}");
 }
 
 fn is_ready_direct(v: &Value) -> bool {
@@ -215,13 +234,23 @@ fn discovery_availability_and_the_last_will() {
     let back = sub.json("dhp2p/back/state", wait, |v| v["state"] != "ready");
     assert!(back["path"].is_null(), "{back}");
 
+    // A reload without "back" removes its device from Home Assistant.
+    sub.mark();
+    write_config(&dir, cloud, &broker, &[("front", REACHABLE)]);
+    signal(&serve, "HUP");
+    for (component, object) in [
+        ("binary_sensor", "connectivity"),
+        ("sensor", "path"),
+        ("sensor", "throughput"),
+    ] {
+        let topic = format!("homeassistant/{component}/dhp2p/back_{object}/config");
+        sub.wait(&topic, wait, str::is_empty);
+    }
+    sub.wait("dhp2p/back/available", wait, |p| p == "offline");
+
     // SIGKILL: no goodbye from serve; the broker publishes the will.
     sub.mark();
-    let killed = Command::new("kill")
-        .args(["-KILL", &serve.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
+    signal(&serve, "KILL");
     sub.wait("dhp2p/status", Duration::from_secs(10), |p| p == "offline");
 }
 
