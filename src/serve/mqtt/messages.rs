@@ -182,6 +182,9 @@ impl Publisher {
     /// each camera's discovery, state and availability.
     pub fn connected(&mut self, cameras: &[CameraView]) -> Vec<Message> {
         let mut out = vec![Message::retained(self.status_topic(), "online")];
+        for camera in cameras {
+            self.removed.remove(&camera.snapshot.name);
+        }
         for name in self.removed.clone() {
             out.extend(self.clear(&name));
         }
