@@ -15,8 +15,8 @@ pub const DEFAULT_DISCOVERY_PREFIX: &str = "homeassistant";
 /// Seconds between state messages when nothing changes.
 pub const DEFAULT_STATE_INTERVAL: u64 = 15;
 
-/// `[mqtt]`: absent means no MQTT.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[mqtt]`: absent means no MQTT. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://HOST[:PORT]` (1883) or `mqtts://HOST[:PORT]` (8883, TLS).
@@ -50,6 +50,24 @@ pub struct MqttConfig {
     /// (default: the system's roots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("broker", &self.broker)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("discovery_prefix", &self.discovery_prefix)
+            .field("state_interval", &self.state_interval)
+            .field("commands", &self.commands)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 fn default_broker() -> String {
@@ -262,5 +280,25 @@ mod tests {
             config("ca_file = \"/x.pem\"").is_err(),
             "ca_file on plain mqtt"
         );
+    }
+
+    #[test]
+    fn the_serve_file_checks_mqtt_with_line_numbers_and_prints_no_password() {
+        let path = std::path::Path::new("t.toml");
+        let parse = |text: &str| crate::serve::config::parse(path, text);
+        let e = parse("[mqtt]\nbroker = \"tcp://x\"\n").unwrap_err();
+        assert!(e.message.contains("broker"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
+        let e = parse("\n[mqtt]\nbrokr = \"mqtt://x\"\n").unwrap_err();
+        assert!(e.to_string().contains("brokr"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        let ok = parse("[mqtt]\nusername = \"u\"\npassword = \"hunter2\"\n").unwrap();
+        let printed = ok.to_redacted_toml();
+        assert!(
+            printed.contains("[mqtt]") && printed.contains("username"),
+            "{printed}"
+        );
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!format!("{ok:?}").contains("hunter2"));
     }
 }
