@@ -174,7 +174,7 @@ fn write_config(
     let mut text = format!(
         "[defaults]\ncloud = \"{cloud}\"\nudp_bind = \"127.0.0.1\"\nusername = \"admin\"\n\
          password = \"admin\"\nheartbeat = 1\nidle_timeout = 4\n\n\
-         [mqtt]\nbroker = \"{}\"\nclient_id = \"dhp2p-test-{}\"\nstate_interval = 2\n",
+         [mqtt]\nbroker = \"{}\"\nclient_id = \"dhp2p-test-{}\"\nstate_interval = 2\ncommands = true\n",
         broker.url(),
         broker.port
     );
@@ -241,6 +241,18 @@ fn discovery_availability_and_the_last_will() {
     sub.wait("dhp2p/back/available", wait, |p| p == "offline");
     let back = sub.json("dhp2p/back/state", wait, |v| v["state"] != "ready");
     assert!(back["path"].is_null(), "{back}");
+
+    // `restart` on PREFIX/CAMERA/set reconnects the camera.
+    sub.mark();
+    let published = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "dhp2p/front/set", "-m", "restart"])
+        .status()
+        .expect("run mosquitto_pub");
+    assert!(published.success());
+    sub.json("dhp2p/front/state", wait, |v| {
+        is_ready_direct(v) && v["reconnects"].as_u64() >= Some(1)
+    });
 
     // A reload without "back" removes its device from Home Assistant.
     sub.mark();
