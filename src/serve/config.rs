@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::mqtt::MqttConfig;
 use crate::tunnel::config::CameraConfig;
 
 /// The HTTP status server's address unless the file gives one.
@@ -39,6 +40,9 @@ pub struct ServeConfig {
     /// In file order; every one has a `name`.
     #[serde(rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+    /// `[mqtt]` (src/serve/mqtt): absent means no MQTT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// Why a serve file is unusable: where, and what.
@@ -72,6 +76,8 @@ struct RawFile {
     defaults: Option<toml::Spanned<toml::Table>>,
     #[serde(default)]
     camera: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    mqtt: Option<toml::Spanned<MqttConfig>>,
 }
 
 /// Reads and checks a serve file.
@@ -150,9 +156,15 @@ pub fn parse(path: &Path, text: &str) -> Result<ServeConfig, ServeConfigError> {
         }
         cameras.push(camera);
     }
+    if let Some(mqtt) = &raw.mqtt {
+        mqtt.get_ref()
+            .validate()
+            .map_err(|e| at(Some(mqtt.span().start), e))?;
+    }
     Ok(ServeConfig {
         http: raw.http,
         cameras,
+        mqtt: raw.mqtt.map(toml::Spanned::into_inner),
     })
 }
 
@@ -220,6 +232,8 @@ impl ServeConfig {
     /// Every camera's password source that cannot be read (files and
     /// variables), as errors naming the camera and the file or variable.
     pub fn unreadable_secrets(&self, env: impl Fn(&str) -> Option<String>) -> Vec<String> {
+        let mqtt = self.mqtt.as_ref().and_then(|m| m.credential_source());
+        let mqtt = mqtt.and_then(|s| s.read(&env).err().map(|e| format!("mqtt: {e}")));
         self.cameras
             .iter()
             .filter(|c| c.enabled)
@@ -230,6 +244,7 @@ impl ServeConfig {
                     .err()
                     .map(|e| format!("camera {:?}: {e}", c.name.as_deref().unwrap_or("?")))
             })
+            .chain(mqtt)
             .collect()
     }
 

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod mqtt;
 pub mod service;
 pub mod state;
 pub mod supervisor;

@@ -4,12 +4,14 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::config::{self, ServeConfig, ServeConfigError};
 use super::http::{self, ReloadRequest};
 use super::metrics::Metrics;
+use super::mqtt;
 use super::supervisor::{ApplySummary, Supervisor};
+use crate::tunnel::config::CameraConfig;
 
 /// Why serve could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,12 @@ pub async fn run(
         }
         None => None,
     };
+    // MQTT reads each camera's ports (its URLs) from here.
+    let (configs, configs_rx) = watch::channel(config.cameras.clone());
+    let mut mqtt_task = config
+        .mqtt
+        .clone()
+        .map(|m| mqtt::spawn(m, supervisor.cameras(), configs_rx));
     let summary = supervisor.apply(&config.cameras).await;
     tracing::info!("started {} cameras", summary.added.len());
     println!("cameras {}", summary.added.join(" "));
@@ -69,16 +77,22 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(()) = reloads.recv() => {
-                let _ = reload(&path, &mut supervisor).await;
+                let _ = reload(&path, &mut supervisor, &configs).await;
             }
             Some(reply) = reload_rx.recv() => {
-                let result = reload(&path, &mut supervisor).await;
+                let result = reload(&path, &mut supervisor, &configs).await;
                 let _ = reply.send(result.map(|s| describe(&s)).map_err(|e| e.to_string()));
             }
         }
     }
     tracing::info!("stopping every camera");
+    if let Some(m) = &mut mqtt_task {
+        m.begin_stop();
+    }
     supervisor.shutdown().await;
+    if let Some(m) = mqtt_task {
+        m.finish().await;
+    }
     let _ = http_stop.send(());
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), t).await;
@@ -90,6 +104,7 @@ pub async fn run(
 async fn reload(
     path: &Path,
     supervisor: &mut Supervisor,
+    configs: &watch::Sender<Vec<CameraConfig>>,
 ) -> Result<ApplySummary, ServeConfigError> {
     let config: ServeConfig = match config::load(path) {
         Ok(c) => c,
@@ -98,6 +113,7 @@ async fn reload(
             return Err(e);
         }
     };
+    configs.send_replace(config.cameras.clone());
     let summary = supervisor.apply(&config.cameras).await;
     tracing::info!("reloaded: {}", describe(&summary));
     Ok(summary)
