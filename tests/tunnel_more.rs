@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::media::{ready_field, run_with_timeout, Background};
+use common::media::{run_with_timeout, Background};
 use dhp2p::emulator::driver::{self, DriverOptions};
 use dhp2p::emulator::{EmulatorConfig, Service};
 use dhp2p::tunnel::config::loopback_options;
@@ -18,26 +18,11 @@ use dhp2p::tunnel::{self, CloudCandidate, RemotePort, Status};
 const SN: &str = "DEMO00000000001";
 
 fn emulator(args: &[&str]) -> (Background, String) {
-    let mut emu = Background::spawn(
-        common::dhp2p()
-            .arg("emulate-device")
-            .args(["--cloud-port", "0"])
-            .args(args),
-    );
-    let ready = emu.wait_line("ready ", Duration::from_secs(20));
-    (emu, ready_field(&ready, "cloud"))
+    common::media::start_emulator(args)
 }
 
 fn tunnel(cloud: &str, args: &[&str]) -> (Background, String) {
-    let mut t = Background::spawn(
-        common::dhp2p()
-            .args(["tunnel", SN, "--cloud", cloud, "--udp-bind", "127.0.0.1"])
-            .args(args),
-    );
-    let listening = t.wait_line("listening ", Duration::from_secs(20));
-    let addr = listening.split_whitespace().nth(1).unwrap().to_string();
-    t.wait_line("ready ", Duration::from_secs(30));
-    (t, addr)
+    common::media::start_tunnel(SN, cloud, args)
 }
 
 #[test]

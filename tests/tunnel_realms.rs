@@ -9,31 +9,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::media::{ready_field, Background};
+use common::media::Background;
 
 const SN: &str = "DEMO00000000001";
 
 fn emulator(args: &[&str]) -> (Background, String) {
-    let mut emu = Background::spawn(
-        common::dhp2p()
-            .arg("emulate-device")
-            .args(["--cloud-port", "0"])
-            .args(args),
-    );
-    let ready = emu.wait_line("ready ", Duration::from_secs(20));
-    (emu, ready_field(&ready, "cloud"))
+    common::media::start_emulator(args)
 }
 
 fn tunnel(cloud: &str, args: &[&str]) -> (Background, String) {
-    let mut t = Background::spawn(
-        common::dhp2p()
-            .args(["tunnel", SN, "--cloud", cloud, "--udp-bind", "127.0.0.1"])
-            .args(args),
-    );
-    let listening = t.wait_line("listening ", Duration::from_secs(20));
-    let addr = listening.split_whitespace().nth(1).unwrap().to_string();
-    t.wait_line("ready ", Duration::from_secs(30));
-    (t, addr)
+    common::media::start_tunnel(SN, cloud, args)
 }
 
 /// Echoes `message` through `addr`; None when the tunnel closed the client.

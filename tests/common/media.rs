@@ -400,3 +400,41 @@ pub fn rtsp_url(addr: impl std::fmt::Display, credentials: Option<(&str, &str)>)
         None => format!("rtsp://{addr}{DAHUA_PATH}"),
     }
 }
+
+/// `dhp2p emulate-device --cloud-port 0 ARGS…`, running; and its cloud
+/// address from the ready line.
+pub fn start_emulator(args: &[&str]) -> (Background, String) {
+    let mut emu = Background::spawn(
+        super::dhp2p()
+            .arg("emulate-device")
+            .args(["--cloud-port", "0"])
+            .args(args),
+    );
+    let ready = emu.wait_line("ready ", Duration::from_secs(20));
+    (emu, ready_field(&ready, "cloud"))
+}
+
+/// `dhp2p tunnel SERIAL --cloud CLOUD ARGS…` on loopback UDP, once it is
+/// ready; and its first listening address.
+pub fn start_tunnel(serial: &str, cloud: &str, args: &[&str]) -> (Background, String) {
+    let mut t = Background::spawn(
+        super::dhp2p()
+            .args([
+                "tunnel",
+                serial,
+                "--cloud",
+                cloud,
+                "--udp-bind",
+                "127.0.0.1",
+            ])
+            .args(args),
+    );
+    let listening = t.wait_line("listening ", Duration::from_secs(20));
+    let addr = listening
+        .split_whitespace()
+        .nth(1)
+        .expect("an address on the listening line")
+        .to_string();
+    t.wait_line("ready ", Duration::from_secs(30));
+    (t, addr)
+}
