@@ -404,6 +404,12 @@ impl FaultySender {
         &self.socket
     }
 
+    /// Whether datagrams go through faults (else they may be sent on the
+    /// socket directly, batched with others).
+    pub fn has_faults(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Lets every queued datagram go out at its release time, then stops the
     /// release task. Dropping the sender instead discards the queue.
     pub async fn close(mut self) {

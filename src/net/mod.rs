@@ -9,6 +9,7 @@ pub mod listen;
 pub mod logging;
 pub mod record;
 pub mod signal;
+pub mod udp;
 
 pub use listen::ListenAddr;
 pub use signal::wait_for_signal;

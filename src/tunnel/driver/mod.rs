@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -23,6 +23,7 @@ use rand::SeedableRng;
 
 use crate::codec::identity::CloudProfile;
 use crate::net::record::Recorder;
+use crate::net::udp::BatchSocket;
 use crate::session::handshake::{
     Handshake, HandshakeConfig, HandshakeError, Lease, PathMode, Sock,
 };
@@ -195,7 +196,8 @@ enum Msg {
     ClientEof(ClientId),
     ClientWritten(ClientId, usize),
     ClientGone(ClientId),
-    Udp(SessionId, Sock, SocketAddr, Vec<u8>),
+    /// What one receive call returned (up to a few hundred datagrams).
+    Udp(SessionId, Sock, Vec<(SocketAddr, bytes::Bytes)>),
 }
 
 enum WriteMsg {
@@ -239,7 +241,7 @@ enum SessionState {
 }
 
 struct Session {
-    socks: [Arc<UdpSocket>; 2],
+    socks: [Arc<BatchSocket>; 2],
     local: [SocketAddr; 2],
     state: SessionState,
     lease: Option<Lease>,
@@ -293,6 +295,10 @@ struct Driver {
     /// The one source of randomness: seeds for the state machines and
     /// nonces, drawn here and passed in.
     rng: SmallRng,
+    /// A session's datagrams of one flush, and the GSO train they are
+    /// copied into (kept between flushes).
+    outgoing: Vec<Vec<u8>>,
+    train: Vec<u8>,
 }
 
 /// Runs the tunnel until `shutdown` resolves (exit 0) or the first session
@@ -350,6 +356,8 @@ pub async fn run(
         last_loss: None,
         last_failure: None,
         rng: SmallRng::from_entropy(),
+        outgoing: Vec::new(),
+        train: Vec::new(),
         opts,
     };
     tokio::pin!(shutdown);
@@ -461,23 +469,25 @@ impl Driver {
                     }
                 }
             }
-            Msg::Udp(sid, sock, from, bytes) => {
+            Msg::Udp(sid, sock, datagrams) => {
                 let Some(s) = self.sessions.get_mut(&sid) else {
                     return;
                 };
                 let local = s.local[sock_index(sock)];
-                self.opts.recorder.record_any(from, local, &bytes);
-                match &mut s.state {
-                    SessionState::Handshaking(h) => {
-                        h.handle_datagram(now, unix_now(), sock, from, &bytes)
-                    }
-                    SessionState::Ready {
-                        tunnel,
-                        sock: ready_sock,
-                        peer,
-                    } => {
-                        if sock == *ready_sock && from == *peer {
-                            tunnel.handle_owned(now, bytes::Bytes::from(bytes));
+                for (from, bytes) in datagrams {
+                    self.opts.recorder.record_any(from, local, &bytes);
+                    match &mut s.state {
+                        SessionState::Handshaking(h) => {
+                            h.handle_datagram(now, unix_now(), sock, from, &bytes)
+                        }
+                        SessionState::Ready {
+                            tunnel,
+                            sock: ready_sock,
+                            peer,
+                        } => {
+                            if sock == *ready_sock && from == *peer {
+                                tunnel.handle_owned(now, bytes);
+                            }
                         }
                     }
                 }

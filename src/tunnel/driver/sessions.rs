@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+
+use crate::net::udp::{BatchSocket, RecvBuffers};
 use tokio::sync::mpsc;
 
 use rand::Rng;
@@ -79,11 +81,14 @@ impl Driver {
         let bind = self.opts.udp_bind;
         let mut socks = Vec::new();
         for _ in 0..2 {
-            match UdpSocket::bind(SocketAddr::new(bind, 0)).await {
-                Ok(s) => {
+            let bound = UdpSocket::bind(SocketAddr::new(bind, 0))
+                .await
+                .and_then(|s| {
                     crate::net::enlarge_buffers(&s);
-                    socks.push(Arc::new(s))
-                }
+                    BatchSocket::new(s)
+                });
+            match bound {
+                Ok(s) => socks.push(Arc::new(s)),
                 Err(source) => {
                     self.fatal = Some(TunnelError::Udp { addr: bind, source });
                     return;
@@ -108,16 +113,14 @@ impl Driver {
             unix_now(),
             self.rng.gen(),
         );
-        let spawn_recv = |sock: Sock, s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Msg>| {
+        let spawn_recv = |sock: Sock, s: Arc<BatchSocket>, tx: mpsc::UnboundedSender<Msg>| {
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
+                let mut bufs = RecvBuffers::new();
                 loop {
-                    match s.recv_from(&mut buf).await {
-                        Ok((n, from)) => {
-                            if tx
-                                .send(Msg::Udp(sid, sock, from, buf[..n].to_vec()))
-                                .is_err()
-                            {
+                    let mut datagrams = Vec::new();
+                    match s.recv_batch(&mut bufs, &mut datagrams).await {
+                        Ok(_) => {
+                            if tx.send(Msg::Udp(sid, sock, datagrams)).is_err() {
                                 return;
                             }
                         }
@@ -268,11 +271,20 @@ impl Driver {
                         }
                     }
                 }
+                // One flush's datagrams go out together: a burst of DATA
+                // leaves as GSO trains.
+                let mut outgoing = std::mem::take(&mut self.outgoing);
+                outgoing.clear();
                 while let Some(d) = tunnel.poll_transmit(now) {
-                    if s.socks[i].send_to(&d, *peer).await.is_ok() {
-                        self.opts.recorder.record_any(s.local[i], *peer, &d);
+                    self.opts.recorder.record_any(s.local[i], *peer, &d);
+                    outgoing.push(d);
+                }
+                if !outgoing.is_empty() {
+                    if let Err(e) = s.socks[i].send_all(&outgoing, *peer, &mut self.train).await {
+                        tracing::trace!("session {sid}: send to {peer}: {e}");
                     }
                 }
+                self.outgoing = outgoing;
                 let resent = tunnel.ptcp_stats().retransmits;
                 self.opts.counters.retransmissions.fetch_add(
                     resent.saturating_sub(s.retransmits_counted),

@@ -10,14 +10,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use bytes::Bytes;
+
+use crate::net::udp::{BatchSocket, RecvBuffers};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::config::{DeviceUnit, EmulatorConfig, RoleAddrs, Service};
-use super::core::{ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand};
-use super::rtsp::{self, RtspConfig};
-use crate::codec::classify::{kind_of, Kind};
-use crate::net::faults::{FaultConfig, FaultLink, FaultStats, FaultySender};
+use legs::{on_faulty_leg, Legs, Outgoing};
+
+mod legs;
+
+use crate::emulator::config::{DeviceUnit, EmulatorConfig, RoleAddrs, Service};
+use crate::emulator::core::{
+    ConnId, Emulator, EmulatorStats, FleetAddrs, RealmReport, Role, TcpCommand,
+};
+use crate::emulator::rtsp::{self, RtspConfig};
+use crate::net::faults::{FaultConfig, FaultStats};
 use crate::net::record::Recorder;
 
 /// How the driver runs the core (things that are not protocol behaviour).
@@ -243,16 +252,17 @@ async fn start_services(
 struct Slot {
     role: Role,
     index: usize,
-    socket: Arc<UdpSocket>,
+    socket: Arc<BatchSocket>,
     local: SocketAddr,
 }
 
-async fn bind_udp(ip: IpAddr, port: u16, what: String) -> io::Result<Arc<UdpSocket>> {
+async fn bind_udp(ip: IpAddr, port: u16, what: String) -> io::Result<Arc<BatchSocket>> {
     let addr = SocketAddr::new(ip, port);
     let socket = UdpSocket::bind(addr)
         .await
-        .map_err(|e| bind_error(what, "UDP", addr, e))?;
+        .map_err(|e| bind_error(what.clone(), "UDP", addr, e))?;
     crate::net::enlarge_buffers(&socket);
+    let socket = BatchSocket::new(socket).map_err(|e| bind_error(what, "UDP", addr, e))?;
     Ok(Arc::new(socket))
 }
 
@@ -277,7 +287,7 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
     let extra_clouds = config.extra_clouds();
     let ip = options.listen;
     let mut slots = Vec::new();
-    let mut add = |role, index, socket: Arc<UdpSocket>| -> io::Result<()> {
+    let mut add = |role, index, socket: Arc<BatchSocket>| -> io::Result<()> {
         let local = socket.local_addr()?;
         slots.push(Slot {
             role,
@@ -373,22 +383,21 @@ pub async fn start(config: EmulatorConfig, options: DriverOptions) -> io::Result
 /// surface as receive errors and are not fatal.
 fn spawn_reader(
     slot: usize,
-    socket: Arc<UdpSocket>,
-    tx: mpsc::Sender<(usize, SocketAddr, Vec<u8>)>,
+    socket: Arc<BatchSocket>,
+    tx: mpsc::Sender<(usize, Vec<(SocketAddr, Bytes)>)>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
+        let mut bufs = RecvBuffers::new();
         loop {
-            if let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                if tx.send((slot, from, buf[..n].to_vec())).await.is_err() {
-                    return;
-                }
+            let mut datagrams = Vec::new();
+            if socket.recv_batch(&mut bufs, &mut datagrams).await.is_ok()
+                && tx.send((slot, datagrams)).await.is_err()
+            {
+                return;
             }
         }
     })
 }
-
-type Inbound = (Role, usize, SocketAddr, Vec<u8>);
 
 /// Datagrams (and, separately, TCP events) handled per loop pass before it
 /// flushes.
@@ -396,104 +405,6 @@ const MAX_BATCH: usize = 64;
 
 /// Bytes for a service merged into one write.
 const MAX_SERVICE_WRITE: usize = 64 * 1024;
-
-/// The fault legs: leg 0 has the global faults; a device with faults of its
-/// own gets its own leg. Each leg has an agent sender and an inbound link;
-/// every device socket has its own sender with its device's faults.
-struct Legs {
-    device: Vec<FaultySender>,
-    agent: Vec<FaultySender>,
-    inbound: Vec<Option<FaultLink<Inbound>>>,
-    /// Device index → leg.
-    leg_of_unit: Vec<usize>,
-    recorder: Recorder,
-}
-
-impl Legs {
-    fn new(units: &[DeviceUnit], slots: &[Slot], options: &DriverOptions) -> io::Result<Legs> {
-        let socket = |role: Role, index: usize| {
-            slots
-                .iter()
-                .find(|s| s.role == role && s.index == index)
-                .map(|s| s.socket.clone())
-                .ok_or_else(|| io::Error::other("socket missing"))
-        };
-        let rec = || options.recorder.clone();
-        let global = options.faults;
-        let mut legs = Legs {
-            device: Vec::new(),
-            agent: vec![FaultySender::new(
-                socket(Role::Agent, 0)?,
-                &global,
-                2,
-                rec(),
-            )?],
-            inbound: vec![(!global.is_none()).then(|| FaultLink::new(&global, 3))],
-            leg_of_unit: Vec::new(),
-            recorder: rec(),
-        };
-        for (i, unit) in units.iter().enumerate() {
-            let faults = unit.faults(&global);
-            // Device 0 keeps today's random streams; others get their own.
-            let stream = 1 + 16 * i as u64;
-            legs.device.push(FaultySender::new(
-                socket(Role::Device, i)?,
-                &faults,
-                stream,
-                rec(),
-            )?);
-            if unit.has_own_faults() {
-                legs.leg_of_unit.push(legs.agent.len());
-                legs.agent.push(FaultySender::new(
-                    socket(Role::Agent, 0)?,
-                    &faults,
-                    stream + 1,
-                    rec(),
-                )?);
-                legs.inbound
-                    .push((!faults.is_none()).then(|| FaultLink::new(&faults, stream + 2)));
-            } else {
-                legs.leg_of_unit.push(0);
-            }
-        }
-        Ok(legs)
-    }
-
-    fn leg(&self, unit: Option<usize>) -> usize {
-        unit.and_then(|u| self.leg_of_unit.get(u).copied())
-            .unwrap_or(0)
-    }
-
-    fn next_release(&self) -> Option<Instant> {
-        self.inbound
-            .iter()
-            .flatten()
-            .filter_map(FaultLink::next_release)
-            .min()
-    }
-
-    fn stats_out(&self) -> FaultStats {
-        self.device
-            .iter()
-            .chain(&self.agent)
-            .map(FaultySender::stats)
-            .fold(FaultStats::default(), add_stats)
-    }
-
-    fn stats_in(&self) -> FaultStats {
-        self.inbound
-            .iter()
-            .flatten()
-            .map(FaultLink::stats)
-            .fold(FaultStats::default(), add_stats)
-    }
-}
-
-/// Whether a datagram to or from `role` travels a faulty leg.
-fn on_faulty_leg(role: Role, payload: &[u8]) -> bool {
-    matches!(role, Role::Device | Role::Agent)
-        && matches!(kind_of(payload), Kind::Ptcp | Kind::Punch)
-}
 
 async fn run(
     mut core: Emulator,
@@ -511,6 +422,7 @@ async fn run(
     drop(udp_tx);
     let (tcp_tx, mut tcp_rx) = mpsc::unbounded_channel::<TcpEvent>();
     let mut conns: BTreeMap<ConnId, Conn> = BTreeMap::new();
+    let mut outgoing = Outgoing::default();
     let local_of = |role: Role, index: usize| {
         slots
             .iter()
@@ -549,18 +461,20 @@ async fn run(
             handle_tcp_event(&mut core, &mut conns, &tcp_tx, ev);
         }
         let now = Instant::now();
-        for (slot, from, payload) in received {
+        for (slot, datagrams) in received {
             let Slot {
                 role, index, local, ..
             } = slots[slot];
-            let leg = legs.leg(core.leg_of(role, index, from));
-            match legs.inbound[leg].as_mut() {
-                Some(link) if on_faulty_leg(role, &payload) => {
-                    link.push(now, (role, index, from, payload));
-                }
-                _ => {
-                    legs.recorder.record_any(from, local, &payload);
-                    core.handle_datagram_on(now, unix_now(), role, index, from, &payload);
+            for (from, payload) in datagrams {
+                let leg = legs.leg(core.leg_of(role, index, from));
+                match legs.inbound[leg].as_mut() {
+                    Some(link) if on_faulty_leg(role, &payload) => {
+                        link.push(now, (role, index, from, payload));
+                    }
+                    _ => {
+                        legs.recorder.record_any(from, local, &payload);
+                        core.handle_datagram_on(now, unix_now(), role, index, from, &payload);
+                    }
                 }
             }
         }
@@ -572,7 +486,16 @@ async fn run(
             }
         }
         core.handle_timeout(now, unix_now());
-        flush(&mut core, &slots, &legs, &mut conns, &services, &tcp_tx).await;
+        flush(
+            &mut core,
+            &slots,
+            &legs,
+            &mut conns,
+            &services,
+            &tcp_tx,
+            &mut outgoing,
+        )
+        .await;
     }
     for reader in readers {
         reader.abort();
@@ -586,18 +509,6 @@ async fn run(
         faults_out: legs.stats_out(),
         faults_in: legs.stats_in(),
         requests: core.request_counts().clone(),
-    }
-}
-
-fn add_stats(a: FaultStats, b: FaultStats) -> FaultStats {
-    FaultStats {
-        pushed: a.pushed + b.pushed,
-        passed: a.passed + b.passed,
-        dropped: a.dropped + b.dropped,
-        duplicated: a.duplicated + b.duplicated,
-        reordered: a.reordered + b.reordered,
-        delayed: a.delayed + b.delayed,
-        overflow: a.overflow + b.overflow,
     }
 }
 
@@ -683,6 +594,7 @@ fn handle_tcp_event(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn flush(
     core: &mut Emulator,
     slots: &[Slot],
@@ -690,6 +602,7 @@ async fn flush(
     conns: &mut BTreeMap<ConnId, Conn>,
     services: &[BTreeMap<u16, SocketAddr>],
     tcp_tx: &mpsc::UnboundedSender<TcpEvent>,
+    out: &mut Outgoing,
 ) {
     while let Some(t) = core.poll_transmit() {
         if on_faulty_leg(t.from, &t.payload) {
@@ -697,21 +610,24 @@ async fn flush(
                 Role::Device => legs.device.get(t.index),
                 _ => legs.agent.get(legs.leg(t.leg)),
             };
-            if let Some(sender) = sender {
+            if let Some(sender) = sender.filter(|s| s.has_faults()) {
+                // In order: what was gathered goes before this one.
+                out.send(slots).await;
                 let _ = sender.send_to(&t.payload, t.to).await;
+                continue;
             }
-            continue;
         }
         let Some(slot) = slots
             .iter()
-            .find(|s| s.role == t.from && s.index == t.index)
+            .position(|s| s.role == t.from && s.index == t.index)
         else {
             continue;
         };
-        if slot.socket.send_to(&t.payload, t.to).await.is_ok() {
-            legs.recorder.record_any(slot.local, t.to, &t.payload);
-        }
+        legs.recorder
+            .record_any(slots[slot].local, t.to, &t.payload);
+        out.push(slots, slot, t.to, t.payload).await;
     }
+    out.send(slots).await;
     while let Some(cmd) = core.poll_tcp() {
         match cmd {
             TcpCommand::Connect { conn, port, device } => {

@@ -1,0 +1,294 @@
+//! Batched UDP I/O for both drivers, through `quinn-udp`: a burst of
+//! equal-sized datagrams to one peer leaves in one `sendmsg` with GSO
+//! (`UDP_SEGMENT`), and one receive call returns up to [`RECV_SLOTS`]
+//! messages (`recvmmsg`), each possibly several datagrams coalesced by GRO.
+//! Where the system has neither, quinn-udp falls back to one datagram per
+//! call and this module behaves like plain `send_to`/`recv_from`.
+//!
+//! Every datagram is still handed over on its own: batching is an I/O
+//! matter and the state machines never see it.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Messages one receive call may return. Each is up to 64 KiB (a GRO
+/// train of up to 64 datagrams of one sender), so a call returns up to a
+/// few hundred datagrams.
+pub const RECV_SLOTS: usize = 8;
+
+/// The largest UDP payload of one send (IPv4: 65535 − 20 − 8); a GSO train
+/// must fit in it.
+const MAX_TRAIN: usize = 65_507;
+
+/// A receive slot: room for a whole GRO train.
+const SLOT_SIZE: usize = 65_536;
+
+/// A UDP socket with quinn-udp's batched send and receive.
+#[derive(Debug)]
+pub struct BatchSocket {
+    socket: Arc<UdpSocket>,
+    state: UdpSocketState,
+}
+
+impl BatchSocket {
+    /// Takes a bound socket; turns on what the system offers (GRO, packet
+    /// info). Fails only when the socket cannot be queried at all.
+    pub fn new(socket: UdpSocket) -> io::Result<BatchSocket> {
+        let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        Ok(BatchSocket {
+            socket: Arc::new(socket),
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The plain socket, for senders that go one datagram at a time (the
+    /// fault injector). Receiving must go through [`BatchSocket::recv_batch`]:
+    /// with GRO on, a plain `recv_from` would see a train as one datagram.
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    /// How many datagrams one send may carry (1 without GSO).
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Sends one datagram.
+    pub async fn send_to(&self, datagram: &[u8], to: SocketAddr) -> io::Result<()> {
+        self.transmit(datagram, None, to).await
+    }
+
+    /// Sends `datagrams` to `to`, in order: runs of equal size (the last of
+    /// a run may be shorter) go out as one GSO train each; `train` is
+    /// scratch space the caller keeps between calls. Returns how many were
+    /// sent; on an error the rest are not sent (UDP: the peer's
+    /// retransmission covers them, as for a drop on the wire).
+    pub async fn send_all<D: AsRef<[u8]>>(
+        &self,
+        datagrams: &[D],
+        to: SocketAddr,
+        train: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            let first = datagrams[sent].as_ref();
+            let run = self.train_length(&datagrams[sent..]);
+            if run == 1 {
+                self.send_to(first, to).await?;
+                sent += 1;
+                continue;
+            }
+            train.clear();
+            for d in &datagrams[sent..sent + run] {
+                train.extend_from_slice(d.as_ref());
+            }
+            match self.transmit(train, Some(first.len()), to).await {
+                Ok(()) => {}
+                // The kernel or driver refused segmentation (EIO/EINVAL):
+                // quinn-udp has turned GSO off; this run goes one by one.
+                Err(_) if self.max_segments() == 1 => {
+                    for d in &datagrams[sent..sent + run] {
+                        self.send_to(d.as_ref(), to).await?;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            sent += run;
+        }
+        Ok(sent)
+    }
+
+    /// How many of `datagrams` (from the first) fit in one GSO train.
+    fn train_length<D: AsRef<[u8]>>(&self, datagrams: &[D]) -> usize {
+        let size = datagrams[0].as_ref().len();
+        if size == 0 {
+            return 1;
+        }
+        let most = self.max_segments().min(MAX_TRAIN / size).max(1);
+        let mut n = 1;
+        while n < most.min(datagrams.len()) {
+            let len = datagrams[n].as_ref().len();
+            if len > size || len == 0 {
+                break;
+            }
+            n += 1;
+            // A shorter datagram ends a train.
+            if len < size {
+                break;
+            }
+        }
+        n
+    }
+
+    async fn transmit(
+        &self,
+        contents: &[u8],
+        segment_size: Option<usize>,
+        to: SocketAddr,
+    ) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        loop {
+            self.socket.writable().await?;
+            match self.socket.try_io(Interest::WRITABLE, || {
+                self.state
+                    .try_send(UdpSockRef::from(&*self.socket), &transmit)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for datagrams and appends every one received by a single
+    /// receive call to `out`, each as its own [`Bytes`] (views of one copy
+    /// per message out of `bufs`). Errors are the socket's (an ICMP error
+    /// from an earlier send surfaces here; callers treat it as not fatal).
+    pub async fn recv_batch(
+        &self,
+        bufs: &mut RecvBuffers,
+        out: &mut Vec<(SocketAddr, Bytes)>,
+    ) -> io::Result<usize> {
+        let mut meta = [RecvMeta::default(); RECV_SLOTS];
+        let messages = loop {
+            self.socket.readable().await?;
+            let mut slices: Vec<IoSliceMut<'_>> = bufs
+                .slots
+                .chunks_mut(SLOT_SIZE)
+                .map(IoSliceMut::new)
+                .collect();
+            match self.socket.try_io(Interest::READABLE, || {
+                self.state
+                    .recv(UdpSockRef::from(&*self.socket), &mut slices, &mut meta)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => break other?,
+            }
+        };
+        let before = out.len();
+        for (m, slot) in meta.iter().zip(bufs.slots.chunks(SLOT_SIZE)).take(messages) {
+            let len = m.len.min(slot.len());
+            let message = Bytes::copy_from_slice(&slot[..len]);
+            let stride = if m.stride == 0 { len.max(1) } else { m.stride };
+            let mut at = 0;
+            while at < len {
+                let end = (at + stride).min(len);
+                out.push((m.addr, message.slice(at..end)));
+                at = end;
+            }
+            if len == 0 {
+                // An empty datagram is still a datagram.
+                out.push((m.addr, Bytes::new()));
+            }
+        }
+        Ok(out.len() - before)
+    }
+}
+
+/// The receive side's buffers, kept by the receiving task between calls.
+pub struct RecvBuffers {
+    slots: Vec<u8>,
+}
+
+impl RecvBuffers {
+    pub fn new() -> RecvBuffers {
+        RecvBuffers {
+            slots: vec![0u8; SLOT_SIZE * RECV_SLOTS],
+        }
+    }
+}
+
+impl Default for RecvBuffers {
+    fn default() -> Self {
+        RecvBuffers::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (BatchSocket, BatchSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        (
+            BatchSocket::new(a).expect("state"),
+            BatchSocket::new(b).expect("state"),
+        )
+    }
+
+    async fn receive(sock: &BatchSocket, want: usize) -> Vec<Bytes> {
+        let mut bufs = RecvBuffers::new();
+        let mut got = Vec::new();
+        while got.len() < want {
+            let mut out = Vec::new();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                sock.recv_batch(&mut bufs, &mut out),
+            )
+            .await
+            .expect("datagrams in time")
+            .expect("recv");
+            got.extend(out.into_iter().map(|(_, b)| b));
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_burst_arrives_as_the_same_datagrams_in_order() {
+        let (tx, rx) = pair().await;
+        let to = rx.local_addr().expect("addr");
+        // Equal sizes with a shorter last, then odd sizes: trains and singles.
+        let mut datagrams: Vec<Vec<u8>> = (0..150u32)
+            .map(|i| {
+                let mut d = vec![(i % 251) as u8; 1296];
+                d[..4].copy_from_slice(&i.to_be_bytes());
+                d
+            })
+            .collect();
+        datagrams.push(vec![7; 100]);
+        datagrams.push(vec![8; 1500]);
+        datagrams.push(vec![9; 20]);
+        let mut train = Vec::new();
+        let sent = tx.send_all(&datagrams, to, &mut train).await.expect("send");
+        assert_eq!(sent, datagrams.len());
+        let got = receive(&rx, datagrams.len()).await;
+        assert_eq!(got.len(), datagrams.len());
+        for (i, (g, d)) in got.iter().zip(&datagrams).enumerate() {
+            assert_eq!(&g[..], &d[..], "datagram {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn trains_stop_at_a_longer_datagram_and_at_the_size_limit() {
+        let (tx, _rx) = pair().await;
+        eprintln!("GSO segments per send here: {}", tx.max_segments());
+        if tx.max_segments() == 1 {
+            return; // no GSO here: every datagram is its own send
+        }
+        let big = vec![vec![0u8; 1296]; 200];
+        assert_eq!(
+            tx.train_length(&big),
+            tx.max_segments().min(MAX_TRAIN / 1296)
+        );
+        let mixed = [vec![0u8; 500], vec![0u8; 500], vec![0u8; 600]];
+        assert_eq!(tx.train_length(&mixed), 2);
+        let shorter_last = [vec![0u8; 500], vec![0u8; 400], vec![0u8; 500]];
+        assert_eq!(tx.train_length(&shorter_last), 2);
+    }
+}
