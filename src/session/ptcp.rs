@@ -39,6 +39,19 @@ pub enum PidMode {
     Countdown,
 }
 
+/// What the peer's `pid` means to our sender (FIELD-NOTES C1: devices fill
+/// it as `0xFFFF` minus the bytes they hold unconsumed, and DF reports that
+/// devices honour ours as a window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerWindow {
+    /// A peer whose window reads zero has no room: no new bodies until it
+    /// reopens, one probe body when nothing is in flight (default). Without
+    /// it a peer that drops what it cannot hold costs a resend per body.
+    PauseWhenClosed,
+    /// The field is not read (the original client).
+    Ignore,
+}
+
 /// How the `lmid` header field is filled (FIELD-NOTES C2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LmidMode {
@@ -73,6 +86,7 @@ pub struct PtcpConfig {
     /// Bytes of out-of-order bodies we buffer before dropping more.
     pub reorder_buffer: usize,
     pub pid: PidMode,
+    pub peer_window: PeerWindow,
     pub lmid: LmidMode,
 }
 
@@ -90,6 +104,7 @@ impl Default for PtcpConfig {
             send_window: 1024 * 1024,
             reorder_buffer: 4 * 1024 * 1024,
             pid: PidMode::Window,
+            peer_window: PeerWindow::PauseWhenClosed,
             lmid: LmidMode::Clock { base: 60_000 },
         }
     }
@@ -189,6 +204,8 @@ pub struct PtcpSession {
     /// partial ACK resends the next missing body at once (NewReno).
     recovery_until: Option<u32>,
     peer_recv: Option<u32>,
+    /// The peer's last advertised window said it has no room.
+    peer_window_closed: bool,
     last_ack_progress: Instant,
     // Inbound.
     rcv_nxt: u32,
@@ -243,6 +260,7 @@ impl PtcpSession {
             dup_acks: 0,
             recovery_until: None,
             peer_recv: None,
+            peer_window_closed: false,
             last_ack_progress: now,
             rcv_nxt: recv,
             reorder: BTreeMap::new(),
@@ -346,6 +364,9 @@ impl PtcpSession {
         self.stats.datagrams_in += 1;
         self.last_rx = now;
         self.rmid = packet.header.lmid;
+        if self.config.peer_window == PeerWindow::PauseWhenClosed {
+            self.peer_window_closed = packet.header.pid & 0xFFFF == 0;
+        }
         self.on_ack(now, packet.header.recv, packet.body.is_empty());
         let sent = packet.header.sent;
         if datagram.len() <= HEADER_LEN {
@@ -608,7 +629,10 @@ impl PtcpSession {
         }
         // 2. New bodies within the window.
         if let Some(len) = self.queued.front().map(Vec::len) {
-            let fits = self.unacked() as usize + len <= self.config.send_window as usize;
+            let fits = self.unacked() as usize + len <= self.config.send_window as usize
+                && !self.peer_window_closed;
+            // Nothing in flight: one body goes anyway (a probe of a closed
+            // window; its ACK brings the window, its resends the retries).
             if fits || self.in_flight.is_empty() {
                 let body = self.queued.pop_front().unwrap_or_default();
                 self.queued_bytes -= body.len();
