@@ -230,6 +230,11 @@ impl TunnelSession {
         realm
     }
 
+    /// The clients with a realm (or a BIND) on this session.
+    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.clients.keys().copied()
+    }
+
     /// How many more bytes the client may hand over now.
     pub fn client_capacity(&self, client: ClientId) -> usize {
         self.clients

@@ -193,6 +193,7 @@ impl Driver {
                     c.state = ClientState::Held;
                     c.avoid.push(sid);
                 }
+                self.changed = true;
             }
             _ => {
                 tracing::warn!(
@@ -206,6 +207,7 @@ impl Driver {
 
     pub(super) fn drop_client(&mut self, id: ClientId, abort: bool) {
         if let Some(c) = self.clients.remove(&id) {
+            self.changed = true;
             let _ = c.writer.try_send(WriteMsg::Close);
             c.tasks[0].abort();
             if abort {

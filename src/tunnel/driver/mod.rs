@@ -7,7 +7,7 @@
 //! This file holds the types, the run loop and the timers; `clients` is
 //! the TCP side, `sessions` the device sessions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -299,6 +299,21 @@ struct Driver {
     /// copied into (kept between flushes).
     outgoing: Vec<Vec<u8>>,
     train: Vec<u8>,
+    /// Sessions and clients touched since the last flush: only they are
+    /// flushed and regranted, so a batch costs the same with one client or
+    /// a hundred.
+    dirty_sessions: BTreeSet<SessionId>,
+    dirty_clients: BTreeSet<ClientId>,
+    /// Every session's next deadline, earliest first (one timer table for
+    /// all state machines), and each session's entry in it.
+    timers: BTreeSet<(Instant, SessionId)>,
+    deadlines: BTreeMap<SessionId, Instant>,
+    /// Something other than bytes moved (a client came, went or was
+    /// refused; a session started, became ready, opened or lost a realm):
+    /// placement, session starts and gauges run again.
+    changed: bool,
+    /// A client is held (known after each `maintain`).
+    any_held: bool,
 }
 
 /// Runs the tunnel until `shutdown` resolves (exit 0) or the first session
@@ -358,11 +373,16 @@ pub async fn run(
         rng: SmallRng::from_entropy(),
         outgoing: Vec::new(),
         train: Vec::new(),
+        dirty_sessions: BTreeSet::new(),
+        dirty_clients: BTreeSet::new(),
+        timers: BTreeSet::new(),
+        deadlines: BTreeMap::new(),
+        changed: true,
+        any_held: false,
         opts,
     };
     tokio::pin!(shutdown);
-    driver.maintain(Instant::now()).await;
-    driver.flush(Instant::now()).await;
+    driver.step(Instant::now(), true).await;
     // One timer, re-armed only when a deadline comes earlier than the one
     // armed (or that one passed): a later deadline just means one spare wake.
     let mut armed = Instant::now();
@@ -380,6 +400,7 @@ pub async fn run(
             armed = wake;
             timer.as_mut().reset(wake.into());
         }
+        let mut fired = false;
         tokio::select! {
             _ = &mut shutdown => break,
             Some(msg) = rx.recv() => {
@@ -392,15 +413,9 @@ pub async fn run(
                     driver.on_msg(msg).await;
                 }
             }
-            _ = &mut timer => {}
+            _ = &mut timer => fired = true,
         }
-        let now = Instant::now();
-        driver.on_timers(now);
-        driver.maintain(now).await;
-        driver.flush(now).await;
-        // A session that just became ready takes its held clients at once.
-        driver.maintain(now).await;
-        driver.flush(now).await;
+        driver.step(Instant::now(), fired).await;
     }
     for t in accept_tasks {
         t.abort();
@@ -417,32 +432,68 @@ fn describe_remote(r: RemotePort) -> String {
 }
 
 impl Driver {
-    fn next_wake(&self) -> Instant {
-        let now = Instant::now();
-        let mut wake = now + Duration::from_secs(1);
-        for s in self.sessions.values() {
-            let t = match &s.state {
-                SessionState::Handshaking(h) => h.next_timeout(),
-                SessionState::Ready { tunnel, .. } => tunnel.next_timeout(),
-            };
-            if let Some(t) = t {
-                wake = wake.min(t);
+    /// What follows a batch of messages (or a timer): due timers, then
+    /// placement and session starts if anything but bytes moved, then one
+    /// flush of what was touched. A session that became ready in the flush
+    /// takes its held clients in a second round at once.
+    async fn step(&mut self, now: Instant, fired: bool) {
+        self.on_timers(now, fired);
+        for _ in 0..2 {
+            if self.changed || fired {
+                self.changed = false;
+                self.maintain(now).await;
+                self.publish_gauges();
+            }
+            self.flush(now).await;
+            if !self.changed {
+                break;
             }
         }
-        if self.clients.values().any(|c| c.state == ClientState::Held) {
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        if self.changed || !self.dirty_sessions.is_empty() || !self.dirty_clients.is_empty() {
+            return now;
+        }
+        let mut wake = now + Duration::from_secs(1);
+        if let Some((t, _)) = self.timers.first() {
+            wake = wake.min(*t);
+        }
+        if self.any_held {
             wake = wake.min(now + Duration::from_millis(50));
         }
         wake.max(now)
     }
 
+    /// Enters `sid`'s next deadline in the timer table (or removes it when
+    /// the session is gone).
+    fn rearm(&mut self, sid: SessionId) {
+        if let Some(old) = self.deadlines.remove(&sid) {
+            self.timers.remove(&(old, sid));
+        }
+        let next = self.sessions.get(&sid).and_then(|s| match &s.state {
+            SessionState::Handshaking(h) => h.next_timeout(),
+            SessionState::Ready { tunnel, .. } => tunnel.next_timeout(),
+        });
+        if let Some(t) = next {
+            self.timers.insert((t, sid));
+            self.deadlines.insert(sid, t);
+        }
+    }
+
     async fn on_msg(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::Accepted(listener, stream, peer) => self.accept(now, listener, stream, peer),
+            Msg::Accepted(listener, stream, peer) => {
+                self.changed = true;
+                self.accept(now, listener, stream, peer)
+            }
             Msg::ClientBytes(id, bytes) => {
                 let Some(c) = self.clients.get_mut(&id) else {
                     return;
                 };
+                self.dirty_clients.insert(id);
                 c.consumed += bytes.len() as u64;
                 self.opts
                     .counters
@@ -454,14 +505,24 @@ impl Driver {
                             self.sessions.get_mut(&sid).map(|s| &mut s.state)
                         {
                             tunnel.client_data(id, &bytes);
+                            self.dirty_sessions.insert(sid);
                         }
                     }
-                    _ => c.early.extend_from_slice(&bytes),
+                    _ => {
+                        // A held client that spoke now wants a realm.
+                        self.changed |= c.early.is_empty();
+                        c.early.extend_from_slice(&bytes)
+                    }
                 }
             }
-            Msg::ClientEof(id) | Msg::ClientGone(id) => self.client_finished(now, id),
+            Msg::ClientEof(id) | Msg::ClientGone(id) => {
+                self.changed = true;
+                self.client_finished(now, id)
+            }
             Msg::ClientWritten(id, n) => {
+                self.dirty_clients.insert(id);
                 if let Some(ClientState::Open(sid)) = self.clients.get(&id).map(|c| c.state) {
+                    self.dirty_sessions.insert(sid);
                     if let Some(SessionState::Ready { tunnel, .. }) =
                         self.sessions.get_mut(&sid).map(|s| &mut s.state)
                     {
@@ -473,6 +534,7 @@ impl Driver {
                 let Some(s) = self.sessions.get_mut(&sid) else {
                     return;
                 };
+                self.dirty_sessions.insert(sid);
                 let local = s.local[sock_index(sock)];
                 for (from, bytes) in datagrams {
                     self.opts.recorder.record_any(from, local, &bytes);
@@ -502,13 +564,27 @@ impl Driver {
         }
     }
 
-    fn on_timers(&mut self, now: Instant) {
+    /// Runs the state machines whose deadline passed (from the timer
+    /// table: no pass over every session), and on a timer wake closes held
+    /// clients that waited too long.
+    fn on_timers(&mut self, now: Instant, fired: bool) {
         let unix = unix_now();
-        for s in self.sessions.values_mut() {
-            match &mut s.state {
-                SessionState::Handshaking(h) => h.handle_timeout(now, unix),
-                SessionState::Ready { tunnel, .. } => tunnel.handle_timeout(now),
+        while let Some(&(t, sid)) = self.timers.first() {
+            if t > now {
+                break;
             }
+            self.timers.pop_first();
+            self.deadlines.remove(&sid);
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                match &mut s.state {
+                    SessionState::Handshaking(h) => h.handle_timeout(now, unix),
+                    SessionState::Ready { tunnel, .. } => tunnel.handle_timeout(now),
+                }
+                self.dirty_sessions.insert(sid);
+            }
+        }
+        if !(fired && self.any_held) {
+            return;
         }
         let expired: Vec<ClientId> = self
             .clients
@@ -559,8 +635,10 @@ impl Driver {
                 if let Some(c) = self.clients.get_mut(&id) {
                     c.state = ClientState::Binding(sid);
                 }
+                self.dirty_sessions.insert(sid);
             }
         }
+        self.any_held = self.clients.values().any(|c| c.state == ClientState::Held);
         self.close_idle_sessions(now).await;
         // Start a session when clients wait without room, or to stay warm.
         // Only clients that want a realm now count: one that connected and
@@ -608,17 +686,18 @@ impl Driver {
         }
     }
 
-    /// Sends what every state machine wants sent and handles their events.
+    /// Sends what the touched state machines want sent, handles their
+    /// events, and gives their clients read permits for the room they have.
     async fn flush(&mut self, now: Instant) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        for sid in ids {
+        // Taken, not drained: whatever a flush touches again waits for the
+        // next round (`next_wake` returns at once while anything is dirty).
+        for sid in std::mem::take(&mut self.dirty_sessions) {
             self.flush_session(now, sid).await;
+            self.rearm(sid);
         }
-        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
-        for id in ids {
+        for id in std::mem::take(&mut self.dirty_clients) {
             self.regrant(id);
         }
-        self.publish_gauges();
     }
 
     /// The current session, realm and client counts for the watchers.

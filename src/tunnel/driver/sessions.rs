@@ -65,6 +65,8 @@ impl Driver {
             let Some(s) = self.sessions.remove(&sid) else {
                 continue;
             };
+            self.rearm(sid);
+            self.changed = true;
             tracing::info!(
                 "session {sid}: no client for {} s; closing it ({} device sessions left)",
                 IDLE_SESSION_GRACE.as_secs(),
@@ -154,6 +156,8 @@ impl Driver {
                 retransmits_counted: 0,
             },
         );
+        self.dirty_sessions.insert(sid);
+        self.changed = true;
     }
 
     pub(super) async fn flush_session(&mut self, now: Instant, sid: SessionId) {
@@ -184,7 +188,10 @@ impl Driver {
                                 elapsed.as_millis()
                             );
                         }
-                        HandshakeEvent::Established(e) => established = Some(*e),
+                        HandshakeEvent::Established(e) => {
+                            self.changed = true;
+                            established = Some(*e)
+                        }
                         HandshakeEvent::Failed(err) => {
                             keep = false;
                             failed = Some(err);
@@ -202,6 +209,8 @@ impl Driver {
                 // Events first (they queue data: an opened realm's early
                 // bytes), then everything they queued goes out now.
                 while let Some(ev) = tunnel.poll_event() {
+                    // Anything but data changes who is where.
+                    self.changed |= !matches!(ev, TunnelEvent::Data { .. });
                     match ev {
                         TunnelEvent::Opened { client, realm } => {
                             let early = self.clients.get_mut(&client).map(|c| {
@@ -285,6 +294,8 @@ impl Driver {
                     }
                 }
                 self.outgoing = outgoing;
+                // Its queues moved: its clients may read more.
+                self.dirty_clients.extend(tunnel.clients());
                 let resent = tunnel.ptcp_stats().retransmits;
                 self.opts.counters.retransmissions.fetch_add(
                     resent.saturating_sub(s.retransmits_counted),
@@ -300,6 +311,7 @@ impl Driver {
         if keep {
             self.sessions.insert(sid, s);
         } else {
+            self.changed = true;
             for t in &s.recv_tasks {
                 t.abort();
             }
@@ -446,6 +458,7 @@ impl Driver {
         }
         let deadline = Instant::now() + Duration::from_millis(800);
         loop {
+            self.dirty_sessions.extend(self.sessions.keys().copied());
             self.flush(Instant::now()).await;
             let quiet = self.sessions.values().all(|s| match &s.state {
                 SessionState::Ready { tunnel, .. } => tunnel.is_quiet(),
