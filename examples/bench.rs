@@ -580,6 +580,10 @@ struct Progress {
     started: AtomicUsize,
     finished: AtomicUsize,
     all_started: OnceLock<Snapshot>,
+    /// A quarter of all bytes arrived: the pipeline's fill, which a client
+    /// starting a few ms before the others wins while it is alone, is over.
+    settled: OnceLock<Snapshot>,
+    total: AtomicU64,
     first_done: OnceLock<Snapshot>,
 }
 
@@ -638,6 +642,11 @@ async fn echo_client(
         first_byte.get_or_insert_with(|| t0.elapsed());
         got += n;
         progress.got[i].fetch_add(n as u64, Ordering::Relaxed);
+        let total = progress.total.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total >= (bytes * progress.got.len() / 4) as u64 && progress.all_started.get().is_some()
+        {
+            progress.settled.get_or_init(|| progress.snapshot());
+        }
     }
     let done = t0.elapsed();
     progress.first_done.get_or_init(|| progress.snapshot());
@@ -657,8 +666,8 @@ struct ParallelRun {
     traces: Vec<EchoTrace>,
     /// From the start of the measured transfers to the last one's end.
     took: Duration,
-    /// From the moment the last client started to the first one's end,
-    /// and what each client got in between.
+    /// From the moment every client had started and a quarter of all bytes
+    /// had arrived to the first client's end, and what each got in between.
     window: Duration,
     in_window: Vec<u64>,
     /// Every client's count every 500 ms.
@@ -673,6 +682,8 @@ async fn parallel_echo(addr: SocketAddr, clients: usize, each: usize, warm: bool
         started: AtomicUsize::new(0),
         finished: AtomicUsize::new(0),
         all_started: OnceLock::new(),
+        settled: OnceLock::new(),
+        total: AtomicU64::new(0),
         first_done: OnceLock::new(),
     });
     let gate = warm.then(|| Arc::new(Barrier::new(clients)));
@@ -703,7 +714,7 @@ async fn parallel_echo(addr: SocketAddr, clients: usize, each: usize, warm: bool
     let samples = sampler.await.expect("sampler");
     let start = traces.iter().map(|t| t.started).min().unwrap_or_default();
     let end = traces.iter().map(|t| t.done).max().unwrap_or_default();
-    let (from, to) = match (progress.all_started.get(), progress.first_done.get()) {
+    let (from, to) = match (progress.settled.get(), progress.first_done.get()) {
         (Some(a), Some(b)) => (a.clone(), b.clone()),
         _ => (progress.snapshot(), progress.snapshot()),
     };
@@ -720,6 +731,49 @@ async fn parallel_echo(addr: SocketAddr, clients: usize, each: usize, warm: bool
             .collect(),
         samples,
     }
+}
+
+/// `clients` readers of endless streams through `t`: once every one has
+/// its first bytes and 300 ms more have passed, counts what each reads in
+/// `window`. Returns the counts, the real window, and the cost from its start.
+async fn parallel_streams(
+    t: &Tunnel,
+    clients: usize,
+    window: Duration,
+) -> (Vec<u64>, Duration, Cost) {
+    let got: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..clients)
+        .map(|i| {
+            let (got, stop, addr) = (got.clone(), stop.clone(), t.addr);
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                let mut buf = vec![0u8; 64 * 1024];
+                while !stop.load(Ordering::Relaxed) {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got[i].fetch_add(n as u64, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    while got.iter().any(|g| g.load(Ordering::Relaxed) == 0) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snap =
+        |got: &[AtomicU64]| -> Vec<u64> { got.iter().map(|g| g.load(Ordering::Relaxed)).collect() };
+    let cost = begin(t);
+    let (at, before) = (Instant::now(), snap(&got));
+    tokio::time::sleep(window).await;
+    let (took, after) = (at.elapsed(), snap(&got));
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.abort();
+    }
+    let shares = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    (shares, took, cost)
 }
 
 fn min_max(v: impl IntoIterator<Item = f64>) -> (f64, f64) {
@@ -1091,7 +1145,7 @@ fn main() {
         let (done_lo, done_hi) = min_max(run.traces.iter().map(|c| (c.done - c.started).as_secs_f64()));
         let (start_lo, start_hi) = min_max(run.traces.iter().map(|c| ms(c.started)));
         println!(
-            "{:<44} {:>10.1} MB/s  in the common window ({:.0} ms); fairness min/max {:.2} (bytes while all active); starts spread {:.0} ms, transfers {:.2}..{:.2} s",
+            "{:<44} {:>10.1} MB/s  in the common window ({:.0} ms); fairness min/max {:.2} (bytes while all active, after the first quarter); starts spread {:.0} ms, transfers {:.2}..{:.2} s",
             format!("{clients} clients echo, warm, common start"),
             mbps(in_window as usize, run.window),
             ms(run.window),
@@ -1136,6 +1190,29 @@ fn main() {
             down / base_down
         );
         finish("download", cost, bytes, t).await;
+
+        // Many cameras' worth of streams at once: 32 clients each read a
+        // stream without end; the shares are counted over one second of
+        // steady state, after every client has its first bytes.
+        let stream = source_server(usize::MAX).await;
+        let t = start_tunnel(
+            &rts,
+            Service::Forward(stream.to_string()),
+            RemotePort::Port(9),
+            FaultConfig::none(),
+        )
+        .await;
+        let (shares, window, cost) = parallel_streams(&t, clients, Duration::from_secs(1)).await;
+        let moved: u64 = shares.iter().sum();
+        let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
+        println!(
+            "{:<44} {:>10.1} MB/s  aggregate; fairness min/max {:.2} over {:.1} s of steady state",
+            format!("{clients} clients download streams at once"),
+            mbps(moved as usize, window),
+            lo / hi,
+            window.as_secs_f64()
+        );
+        finish(&format!("download, {clients} streams"), cost, moved as usize, t).await;
 
         let lossy = |loss: f64, delay_ms: u64, seed: u64| FaultConfig {
             loss_pct: loss,

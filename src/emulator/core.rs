@@ -500,6 +500,9 @@ pub(super) struct Realm {
     pub(super) bytes_out: u64,
     /// Client bytes handed to the service's writer, not yet written.
     pub(super) unwritten: usize,
+    /// Service bytes waiting for their turn in the send window (bounded by
+    /// the realm's read credit).
+    pub(super) pending: VecDeque<u8>,
     pub(super) sha_in: Sha256,
     pub(super) sha_out: Sha256,
 }
@@ -534,6 +537,8 @@ pub struct Peer {
     /// when the client ACKs past it, the realm may read that much more.
     pub(super) credits: VecDeque<(u32, ConnId, usize)>,
     pub(super) backlog: usize,
+    /// The realm that last had a body fed into the session (round-robin).
+    pub(super) feed_cursor: u32,
 }
 
 impl Peer {

@@ -77,6 +77,7 @@ impl Emulator {
             relayed: false,
             realms: BTreeMap::new(),
             credits: VecDeque::new(),
+            feed_cursor: 0,
             backlog: 0,
         }
     }
@@ -357,6 +358,7 @@ impl Emulator {
                 }
             }
         }
+        Self::feed(peer);
         if let Some(session) = peer.session.as_mut() {
             session.set_backlog(peer.backlog);
             while let Some(datagram) = session.poll_transmit(now) {
@@ -488,6 +490,7 @@ impl Emulator {
                 bytes_in: 0,
                 bytes_out: 0,
                 unwritten: 0,
+                pending: VecDeque::new(),
                 sha_in: Sha256::new(),
                 sha_out: Sha256::new(),
             },
@@ -577,18 +580,58 @@ impl Emulator {
             };
             r.bytes_out += bytes.len() as u64;
             r.sha_out.update(bytes);
-            let Some(session) = peer.session.as_mut() else {
+            r.pending.extend(bytes);
+            Self::feed(peer);
+        });
+    }
+
+    /// Moves service bytes into the session a body at a time, round-robin
+    /// across realms, while the send window has room: every realm gets an
+    /// equal share of the window whatever order its service wrote in (one
+    /// FIFO would give a realm that got ahead a lasting larger share).
+    fn feed(peer: &mut Peer) {
+        let Some(session) = peer.session.as_mut() else {
+            return;
+        };
+        while session.send_capacity() >= FRAGMENT_SIZE + 12 {
+            let next = peer
+                .realms
+                .range(peer.feed_cursor.wrapping_add(1)..)
+                .chain(peer.realms.range(..=peer.feed_cursor))
+                .find(|(_, r)| !r.pending.is_empty())
+                .map(|(id, _)| *id);
+            let Some(realm) = next else { return };
+            peer.feed_cursor = realm;
+            let Some(r) = peer.realms.get_mut(&realm) else {
                 return;
             };
-            for chunk in bytes.chunks(FRAGMENT_SIZE) {
-                session.send(&Body::Data {
-                    realm,
-                    payload: chunk,
-                });
-                let end = session.sent().wrapping_add(session.queued() as u32);
-                peer.credits.push_back((end, conn, chunk.len()));
-            }
-        });
+            let n = r.pending.len().min(FRAGMENT_SIZE);
+            Self::send_pending(session, &mut peer.credits, realm, r, n);
+        }
+    }
+
+    /// Sends the first `n` pending bytes of `realm` as one DATA body and
+    /// notes when its read credit comes back.
+    fn send_pending(
+        session: &mut PtcpSession,
+        credits: &mut VecDeque<(u32, ConnId, usize)>,
+        realm: u32,
+        r: &mut Realm,
+        n: usize,
+    ) {
+        let (front, back) = r.pending.as_slices();
+        let joined;
+        let payload = if front.len() >= n {
+            &front[..n]
+        } else {
+            // The queue wraps inside this body: one small copy.
+            joined = [front, &back[..n - front.len()]].concat();
+            &joined[..]
+        };
+        session.send(&Body::Data { realm, payload });
+        r.pending.drain(..n);
+        let end = session.sent().wrapping_add(session.queued() as u32);
+        credits.push_back((end, r.conn, n));
     }
 
     /// The service wrote `bytes` of what the client sent (for `pid`).
@@ -605,9 +648,16 @@ impl Emulator {
     /// The service closed its side: DISC the realm.
     pub fn tcp_closed(&mut self, now: Instant, conn: ConnId) {
         self.with_conn(now, conn, |emu, peer, realm| {
-            if let Some(r) = peer.realms.remove(&realm) {
+            if let Some(mut r) = peer.realms.remove(&realm) {
                 peer.backlog = peer.backlog.saturating_sub(r.unwritten);
                 emu.conns.remove(&conn);
+                // What the service wrote before closing goes before the DISC.
+                if let Some(session) = peer.session.as_mut() {
+                    while !r.pending.is_empty() {
+                        let n = r.pending.len().min(FRAGMENT_SIZE);
+                        Self::send_pending(session, &mut peer.credits, realm, &mut r, n);
+                    }
+                }
                 Self::send_body(peer, &Body::status(realm, Status::Disc));
                 emu.note(format!(
                     "{}: realm 0x{realm:08x} closed by service ({} B in, {} B out)",
