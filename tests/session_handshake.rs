@@ -13,7 +13,7 @@ use dhp2p::codec::cloud::{self, Message};
 use dhp2p::codec::identity::{self, CloudProfile};
 use dhp2p::codec::ptcp::{Body, Packet, Status};
 use dhp2p::emulator::{
-    AuthPolicy, CloudDialect, Emulator, EmulatorConfig, Mode, Role, RoleAddrs, TcpCommand,
+    AuthPolicy, CloudDialect, ConnId, Emulator, EmulatorConfig, Mode, Role, RoleAddrs, TcpCommand,
 };
 use dhp2p::session::handshake::{
     unbind_request, Candidate, Established, EstablishedPath, Handshake, HandshakeConfig,
@@ -100,6 +100,8 @@ struct World {
     tamper: Option<Tamper>,
     /// Answer the emulator's TCP connects (a service that accepts).
     accept_tcp: bool,
+    /// The connections answered, in order.
+    connected: Vec<ConnId>,
     sent: Vec<Sent>,
     /// Datagrams delivered to the client: (when, socket, first bytes kind).
     delivered: Vec<(Duration, Sock, Kind, Vec<u8>)>,
@@ -147,6 +149,7 @@ impl World {
             dup: 0.0,
             tamper: None,
             accept_tcp: false,
+            connected: Vec::new(),
             sent: Vec::new(),
             delivered: Vec::new(),
             events: Vec::new(),
@@ -269,6 +272,7 @@ impl World {
             while let Some(cmd) = self.emu.poll_tcp() {
                 if let (TcpCommand::Connect { conn, .. }, true) = (&cmd, self.accept_tcp) {
                     self.emu.tcp_connected(now, *conn, true);
+                    self.connected.push(*conn);
                     moved = true;
                 }
             }
@@ -661,6 +665,59 @@ fn established_direct_session_is_live_and_signed_bind_gets_conn() {
     });
     assert_eq!(w.emu.stats().realms_opened, 1);
     assert_eq!(w.emu.stats().binds_refused, 0);
+}
+
+#[test]
+fn services_share_the_device_window_round_robin_whoever_wrote_first() {
+    let mut w = World::new(EmulatorConfig::default(), config());
+    w.accept_tcp = true;
+    w.run_established(Duration::from_secs(15));
+    w.take_session();
+    let (a, b) = (0x0a0b_0c0d, 0x0a0b_0c0e);
+    for realm in [a, b] {
+        w.session_send(&Body::bind(realm, 554, Ipv4Addr::LOCALHOST));
+        w.session_until(Duration::from_secs(2), |body| {
+            *body == Body::status(realm, Status::Conn)
+        });
+    }
+    let [first, second] = w.connected[..] else {
+        panic!("two services connected: {:?}", w.connected);
+    };
+    // The first service writes more than the window holds before the
+    // second writes anything.
+    let now = w.now;
+    w.emu.tcp_data(now, first, &vec![1u8; 1_200_000]);
+    w.emu.tcp_data(now, second, &vec![2u8; 300_000]);
+    let data_order = |w: &World| -> Vec<u32> {
+        match &w.client {
+            ClientSide::Session { bodies, .. } => bodies
+                .iter()
+                .filter_map(|raw| match Body::decode(raw) {
+                    Ok(Body::Data { realm, .. }) => Some(realm),
+                    _ => None,
+                })
+                .collect(),
+            ClientSide::Handshake(_) => unreachable!(),
+        }
+    };
+    let deadline = w.elapsed() + Duration::from_secs(10);
+    while data_order(&w).iter().filter(|r| **r == b).count() < 300_000usize.div_ceil(1280) {
+        assert!(
+            w.elapsed() < deadline,
+            "the second realm's bytes did not all arrive"
+        );
+        w.step();
+    }
+    let order = data_order(&w);
+    let first_b = order.iter().position(|r| *r == b).unwrap_or(order.len());
+    let next: Vec<u32> = order[first_b..].iter().take(100).copied().collect();
+    let of_a = next.iter().filter(|r| **r == a).count();
+    // One FIFO would send every body of the first realm before the second's
+    // first; round-robin alternates once the window is full.
+    assert!(
+        (40..=60).contains(&of_a),
+        "after the second realm's first body, {of_a} of the next 100 were the first realm's (FIFO gives 0)"
+    );
 }
 
 #[test]
