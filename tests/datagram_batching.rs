@@ -192,14 +192,17 @@ async fn pattern_source(bytes: usize) -> SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn merged_client_writes_keep_byte_order() {
-    let bytes = 8 * 1024 * 1024;
-    let source = pattern_source(bytes).await;
+/// The emulator with `service` on device port 9 and a tunnel to it, ready.
+struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<(), tunnel::TunnelError>>,
+    emu: driver::RunningEmulator,
+}
+
+async fn tunnel_to(service: Service) -> Running {
     let mut config = EmulatorConfig::default();
-    config
-        .services
-        .insert(9, Service::Forward(source.to_string()));
+    config.services.insert(9, service);
     let emu = driver::start(config, DriverOptions::default())
         .await
         .expect("emulator");
@@ -227,7 +230,28 @@ async fn merged_client_writes_keep_byte_order() {
             other => panic!("tunnel not ready: {other:?}"),
         }
     }
-    let mut client = TcpStream::connect(addr.expect("listening")).await.unwrap();
+    Running {
+        addr: addr.expect("listening"),
+        stop,
+        run,
+        emu,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.run).await;
+        self.emu.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_client_writes_keep_byte_order() {
+    let bytes = 8 * 1024 * 1024;
+    let source = pattern_source(bytes).await;
+    let t = tunnel_to(Service::Forward(source.to_string())).await;
+    let mut client = TcpStream::connect(t.addr).await.unwrap();
     // Read late, so bodies queue up for the client and go out merged.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut got = Vec::with_capacity(bytes);
@@ -247,9 +271,43 @@ async fn merged_client_writes_keep_byte_order() {
         .enumerate()
         .position(|(i, b)| *b != (i % 251) as u8);
     assert_eq!(first_wrong, None, "bytes out of order or corrupted");
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
-    emu.stop().await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_on_a_quiet_session_closes_its_service_at_once() {
+    // The device's service: answers one line, then waits for the close.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<Instant>();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.unwrap();
+        s.write_all(&buf[..n]).await.unwrap();
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed_tx.send(Instant::now());
+    });
+    let t = tunnel_to(Service::Forward(service.to_string())).await;
+    let mut client = TcpStream::connect(t.addr).await.unwrap();
+    client.write_all(b"hello\n").await.unwrap();
+    let mut echo = [0u8; 6];
+    client.read_exact(&mut echo).await.unwrap();
+    // Every ACK settled: nothing else will touch the session for a while
+    // (the next heartbeat is seconds away).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed = Instant::now();
+    drop(client);
+    let seen = tokio::time::timeout(Duration::from_secs(10), closed_rx)
+        .await
+        .expect("the service saw the close")
+        .expect("service task");
+    let took = seen.saturating_duration_since(closed);
+    assert!(
+        took < Duration::from_millis(500),
+        "the DISC waited {took:?} for something else to flush the session"
+    );
+    t.stop().await;
 }
 
 #[test]

@@ -149,6 +149,8 @@ impl Driver {
                     self.sessions.get_mut(&sid).map(|s| &mut s.state)
                 {
                     tunnel.client_closed(now, id);
+                    // Its DISC (after the queued bytes) goes at this flush.
+                    self.dirty_sessions.insert(sid);
                 }
                 self.drop_client(id, false);
             }
