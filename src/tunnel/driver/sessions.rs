@@ -233,33 +233,7 @@ impl Driver {
                             self.bind_failed(now, sid, client, reason);
                         }
                         TunnelEvent::Data { client, bytes } => {
-                            let Some(c) = self.clients.get(&client) else {
-                                continue;
-                            };
-                            self.opts
-                                .counters
-                                .bytes_from_device
-                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            match c.writer.try_send(WriteMsg::Bytes(bytes)) {
-                                Ok(()) => {}
-                                // Its writer ended: the client left (ClientGone follows).
-                                Err(mpsc::error::TrySendError::Closed(_)) => {
-                                    tunnel.client_closed(now, client);
-                                    self.drop_client(client, true);
-                                }
-                                // A client that already closed its side is stopping, not stuck.
-                                Err(mpsc::error::TrySendError::Full(_)) if c.eof => {
-                                    tracing::info!("session {sid}: client {client} closed; dropping what it did not read");
-                                    tunnel.client_closed(now, client);
-                                    self.drop_client(client, true);
-                                }
-                                Err(mpsc::error::TrySendError::Full(_)) => {
-                                    // One slow client must not stall the others (FIELD-NOTES §4.5).
-                                    tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
-                                    tunnel.client_closed(now, client);
-                                    self.drop_client(client, true);
-                                }
-                            }
+                            self.deliver(now, sid, tunnel, client, bytes);
                         }
                         TunnelEvent::Closed {
                             client,
@@ -316,6 +290,47 @@ impl Driver {
                 t.abort();
             }
             self.unbind(&s).await;
+        }
+    }
+
+    /// Device bytes for a client: to its writer, or the client goes (it
+    /// left, or it stopped reading and would stall the others).
+    fn deliver(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        tunnel: &mut TunnelSession,
+        client: ClientId,
+        bytes: bytes::Bytes,
+    ) {
+        let Some(c) = self.clients.get(&client) else {
+            return;
+        };
+        self.opts
+            .counters
+            .bytes_from_device
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        match c.writer.try_send(WriteMsg::Bytes(bytes)) {
+            Ok(()) => {}
+            // Its writer ended: the client left (ClientGone follows).
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tunnel.client_closed(now, client);
+                self.drop_client(client, true);
+            }
+            // A client that already closed its side is stopping, not stuck.
+            Err(mpsc::error::TrySendError::Full(_)) if c.eof => {
+                tracing::info!(
+                    "session {sid}: client {client} closed; dropping what it did not read"
+                );
+                tunnel.client_closed(now, client);
+                self.drop_client(client, true);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // One slow client must not stall the others (FIELD-NOTES §4.5).
+                tracing::warn!("session {sid}: client {client} is not reading; closing its realm");
+                tunnel.client_closed(now, client);
+                self.drop_client(client, true);
+            }
         }
     }
 
