@@ -390,18 +390,25 @@ fn spawn_reader(
         let mut bufs = RecvBuffers::new();
         loop {
             let mut datagrams = Vec::new();
-            if socket.recv_batch(&mut bufs, &mut datagrams).await.is_ok()
-                && tx.send((slot, datagrams)).await.is_err()
-            {
-                return;
+            match socket.recv_batch(&mut bufs, &mut datagrams).await {
+                Ok(_) => {
+                    if tx.send((slot, datagrams)).await.is_err() {
+                        return;
+                    }
+                }
+                // An ICMP error from an earlier send: not fatal, but never
+                // a busy loop if the socket keeps failing.
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
         }
     })
 }
 
-/// Datagrams (and, separately, TCP events) handled per loop pass before it
-/// flushes.
-const MAX_BATCH: usize = 64;
+/// Datagrams handled per loop pass before it flushes (one receive message
+/// may carry up to 512, so a pass handles under twice this); TCP events
+/// are taken up to [`MAX_TCP_EVENTS`] a pass.
+const MAX_BATCH: usize = 512;
+const MAX_TCP_EVENTS: usize = 64;
 
 /// Bytes for a service merged into one write.
 const MAX_SERVICE_WRITE: usize = 64 * 1024;
@@ -413,7 +420,9 @@ async fn run(
     services: Vec<BTreeMap<u16, SocketAddr>>,
     mut stop: oneshot::Receiver<()>,
 ) -> Finished {
-    let (udp_tx, mut udp_rx) = mpsc::channel(4096);
+    // Each message is one receive call (up to 512 datagrams, 512 KiB):
+    // 64 of them bound the memory a flood can take; beyond, the kernel drops.
+    let (udp_tx, mut udp_rx) = mpsc::channel(64);
     let readers: Vec<JoinHandle<()>> = slots
         .iter()
         .enumerate()
@@ -450,13 +459,15 @@ async fn run(
         // Whatever else is ready joins this pass: one flush per batch, so
         // ACKs coalesce and the loop's fixed cost is shared (the bound is
         // the ACK delay bound, docs/PERFORMANCE.md).
-        while received.len() < MAX_BATCH {
-            let Ok(datagram) = udp_rx.try_recv() else {
+        let mut datagrams: usize = received.iter().map(|(_, d)| d.len()).sum();
+        while datagrams < MAX_BATCH {
+            let Ok(batch) = udp_rx.try_recv() else {
                 break;
             };
-            received.push(datagram);
+            datagrams += batch.1.len().max(1);
+            received.push(batch);
         }
-        for _ in 0..MAX_BATCH {
+        for _ in 0..MAX_TCP_EVENTS {
             let Ok(ev) = tcp_rx.try_recv() else { break };
             handle_tcp_event(&mut core, &mut conns, &tcp_tx, ev);
         }

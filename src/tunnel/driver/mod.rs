@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -182,10 +182,16 @@ pub enum Status {
 
 type SessionId = u64;
 
-/// Messages handled per loop pass before the pass flushes. It bounds the
-/// ACK delay: a body's ACK waits at most for the rest of its batch (tens of
-/// microseconds of work at this size; see docs/PERFORMANCE.md).
-const MAX_BATCH: usize = 64;
+/// Work units (a datagram, or any other message) handled per loop pass
+/// before the pass flushes. It bounds the ACK delay: a body's ACK waits at
+/// most for the rest of its batch, under 2 × 512 datagrams of work since
+/// one receive message carries up to 512 (about a millisecond here; see
+/// docs/PERFORMANCE.md).
+const MAX_BATCH: usize = 512;
+
+/// Receive messages (up to 512 datagrams each) a session's sockets may
+/// have waiting for the loop before they stop reading.
+const MAX_QUEUED_RECEIVES: usize = 64;
 
 /// Bodies waiting for a client are merged into writes of up to this size.
 const MAX_CLIENT_WRITE: usize = 64 * 1024;
@@ -248,6 +254,8 @@ struct Session {
     started: Instant,
     cloud: usize,
     recv_tasks: [JoinHandle<()>; 2],
+    /// Receive messages sent to the loop and not handled yet.
+    queued: Arc<AtomicUsize>,
     /// Since when a ready session has had no realm (None while in use).
     idle_since: Option<Instant>,
     /// PTCP retransmissions already added to the counters.
@@ -404,13 +412,13 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(msg) = rx.recv() => {
-                driver.on_msg(msg).await;
+                let mut work = driver.on_msg(msg).await;
                 // Everything else already waiting joins this pass: one
                 // flush per batch, so ACKs coalesce (one cumulative ACK per
                 // session per batch) and the loop's fixed cost is shared.
-                for _ in 1..MAX_BATCH {
+                while work < MAX_BATCH {
                     let Ok(msg) = rx.try_recv() else { break };
-                    driver.on_msg(msg).await;
+                    work += driver.on_msg(msg).await;
                 }
             }
             _ = &mut timer => fired = true,
@@ -482,8 +490,13 @@ impl Driver {
         }
     }
 
-    async fn on_msg(&mut self, msg: Msg) {
+    /// Handles one message; returns its work units (datagrams, else 1).
+    async fn on_msg(&mut self, msg: Msg) -> usize {
         let now = Instant::now();
+        let work = match &msg {
+            Msg::Udp(_, _, datagrams) => datagrams.len().max(1),
+            _ => 1,
+        };
         match msg {
             Msg::Accepted(listener, stream, peer) => {
                 self.changed = true;
@@ -491,7 +504,7 @@ impl Driver {
             }
             Msg::ClientBytes(id, bytes) => {
                 let Some(c) = self.clients.get_mut(&id) else {
-                    return;
+                    return work;
                 };
                 self.dirty_clients.insert(id);
                 c.consumed += bytes.len() as u64;
@@ -532,8 +545,11 @@ impl Driver {
             }
             Msg::Udp(sid, sock, datagrams) => {
                 let Some(s) = self.sessions.get_mut(&sid) else {
-                    return;
+                    return work;
                 };
+                let _ = s
+                    .queued
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                 self.dirty_sessions.insert(sid);
                 let local = s.local[sock_index(sock)];
                 for (from, bytes) in datagrams {
@@ -555,6 +571,7 @@ impl Driver {
                 }
             }
         }
+        work
     }
 
     fn remote_port(&self, listener: usize) -> u16 {

@@ -2,7 +2,7 @@
 //! handshake's outcome, session loss, idle close, unbind and shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use rand::Rng;
 
 use super::{
     sock_index, unix_now, ClientState, Driver, Msg, Session, SessionId, SessionState, Status,
-    TunnelError, WriteMsg, IDLE_SESSION_GRACE,
+    TunnelError, WriteMsg, IDLE_SESSION_GRACE, MAX_QUEUED_RECEIVES,
 };
 use crate::session::handshake::{
     next_cloud, unbind_request, Established, EstablishedPath, Handshake, HandshakeError,
@@ -115,13 +115,22 @@ impl Driver {
             unix_now(),
             self.rng.gen(),
         );
+        let queued = Arc::new(AtomicUsize::new(0));
         let spawn_recv = |sock: Sock, s: Arc<BatchSocket>, tx: mpsc::UnboundedSender<Msg>| {
+            let queued = queued.clone();
             tokio::spawn(async move {
                 let mut bufs = RecvBuffers::new();
                 loop {
+                    // The loop is behind (a flood, or a stalled host): stop
+                    // reading, so the kernel's buffer bounds what waits and
+                    // drops the rest, instead of this process's memory.
+                    while queued.load(Ordering::Relaxed) >= MAX_QUEUED_RECEIVES {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     let mut datagrams = Vec::new();
                     match s.recv_batch(&mut bufs, &mut datagrams).await {
                         Ok(_) => {
+                            queued.fetch_add(1, Ordering::Relaxed);
                             if tx.send(Msg::Udp(sid, sock, datagrams)).is_err() {
                                 return;
                             }
@@ -152,6 +161,7 @@ impl Driver {
                 started: now,
                 cloud: self.cloud,
                 recv_tasks,
+                queued,
                 idle_since: None,
                 retransmits_counted: 0,
             },
