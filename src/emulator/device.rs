@@ -26,7 +26,12 @@ use crate::session::ptcp::{Event, LmidMode, PtcpConfig, PtcpSession};
 pub const REALM_CREDIT: usize = 1024 * 1024;
 /// Client bytes a session may have delivered but its services not yet
 /// written; beyond it, new DATA is left unacknowledged.
-pub const CLIENT_BACKLOG_LIMIT: usize = 1024 * 1024;
+pub const CLIENT_BACKLOG_LIMIT: usize = 2 * 1024 * 1024;
+/// The backlog at which the device's advertised window (`pid`) reads zero:
+/// the 16-bit field counts down from 0xFFFF in steps of 16 bytes, so a
+/// client that stops at zero has room for a full 1 MiB window in flight
+/// before the limit above.
+pub const WINDOW_CLOSED_AT: usize = 1024 * 1024;
 /// Most peers (punched or relayed clients) kept at once.
 const MAX_PEERS: usize = 1024;
 
@@ -360,7 +365,9 @@ impl Emulator {
         }
         Self::feed(peer);
         if let Some(session) = peer.session.as_mut() {
-            session.set_backlog(peer.backlog);
+            // The window field is 16 bits: the device scales its backlog
+            // into it (a device with a 1 MiB buffer; the scale is ours).
+            session.set_backlog(peer.backlog.min(WINDOW_CLOSED_AT) * 0xFFFF / WINDOW_CLOSED_AT);
             while let Some(datagram) = session.poll_transmit(now) {
                 if vanished {
                     self.stats.vanished_drops += 1;
