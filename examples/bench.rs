@@ -1125,10 +1125,10 @@ fn main() {
 
         // Fairness: every client warm (one byte echoed: connected, realm
         // open, its session up) before a common start; then the bytes each
-        // got while all were active, from the moment the last one started
-        // to the moment the first one finished. The start spread is the
-        // client runtime waking 32 tasks: later starters end up with less
-        // (BENCH_VERBOSE=1 shows it per client).
+        // got while all were active, from the moment a quarter of all bytes
+        // had arrived to the moment the first one finished. The start
+        // spread is the client runtime waking 32 tasks: later starters end
+        // up with less (BENCH_VERBOSE=1 shows it per client).
         take_log();
         let t = start_tunnel(
             &rts,
