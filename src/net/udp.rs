@@ -41,6 +41,9 @@ impl BatchSocket {
     /// info). Fails only when the socket cannot be queried at all.
     pub fn new(socket: UdpSocket) -> io::Result<BatchSocket> {
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        if let Err(e) = allow_fragmentation(&socket) {
+            tracing::debug!("cannot restore IP fragmentation on a UDP socket: {e}");
+        }
         Ok(BatchSocket {
             socket: Arc::new(socket),
             state,
@@ -200,6 +203,51 @@ impl BatchSocket {
     }
 }
 
+/// Gives the socket back the system's default for datagrams larger than
+/// the path MTU (fragment them), which quinn-udp turns off for QUIC's own
+/// path MTU discovery. A 1324-byte PTCP datagram must still leave on a
+/// route with a smaller MTU (a VPN at 1280); GSO trains larger than the
+/// MTU are then refused by the kernel, quinn-udp turns GSO off, and
+/// [`BatchSocket::send_all`] sends the train one datagram at a time.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn allow_fragmentation(socket: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if socket.local_addr()?.is_ipv4() {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_WANT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_WANT,
+        )
+    };
+    // SAFETY: a valid open socket descriptor (borrowed for the call), and a
+    // pointer to a c_int that lives across the call with its true size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn allow_fragmentation(_socket: &UdpSocket) -> io::Result<()> {
+    Ok(())
+}
+
 /// The receive side's buffers, kept by the receiving task between calls.
 pub struct RecvBuffers {
     slots: Vec<u8>,
@@ -265,13 +313,40 @@ mod tests {
         datagrams.push(vec![8; 1500]);
         datagrams.push(vec![9; 20]);
         let mut train = Vec::new();
+        let gso = tx.max_segments();
         let sent = tx.send_all(&datagrams, to, &mut train).await.expect("send");
         assert_eq!(sent, datagrams.len());
+        assert_eq!(tx.max_segments(), gso, "the kernel refused a train");
         let got = receive(&rx, datagrams.len()).await;
         assert_eq!(got.len(), datagrams.len());
         for (i, (g, d)) in got.iter().zip(&datagrams).enumerate() {
             assert_eq!(&g[..], &d[..], "datagram {i}");
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_datagram_larger_than_the_mtu_may_still_be_fragmented() {
+        use std::os::fd::AsRawFd;
+        let (tx, _rx) = pair().await;
+        let mut value: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: valid descriptor; value and len live across the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                tx.socket().as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(
+            value,
+            libc::IP_PMTUDISC_WANT,
+            "quinn-udp's PROBE left in place"
+        );
     }
 
     #[tokio::test]
