@@ -278,6 +278,11 @@ impl Tunnel {
     }
 }
 
+/// A tunnel to the emulator's echo service (device port 7), no faults.
+async fn echo_tunnel(rts: &Runtimes) -> Tunnel {
+    start_tunnel(rts, Service::Echo, RemotePort::Port(7), FaultConfig::none()).await
+}
+
 /// Time from connecting to the first byte of the RTSP answer.
 async fn first_rtsp_byte(addr: SocketAddr) -> Duration {
     let start = Instant::now();
@@ -1054,13 +1059,7 @@ fn main() {
             "direct TCP echo", base_rate
         );
 
-        let t = start_tunnel(
-            &rts,
-            Service::Echo,
-            RemotePort::Port(7),
-            FaultConfig::none(),
-        )
-        .await;
+        let t = echo_tunnel(&rts).await;
         let cost = begin(&t);
         let rate = mbps(bytes, echo_transfer(t.addr, bytes).await);
         println!(
@@ -1078,13 +1077,7 @@ fn main() {
         // (a later session's handshake, and the bandwidth left by clients
         // that finished, are in these rates).
         take_log();
-        let t = start_tunnel(
-            &rts,
-            Service::Echo,
-            RemotePort::Port(7),
-            FaultConfig::none(),
-        )
-        .await;
+        let t = echo_tunnel(&rts).await;
         let drops = udp_drops();
         let cost = begin(&t);
         let run = parallel_echo(t.addr, clients, each, false).await;
@@ -1130,13 +1123,7 @@ fn main() {
         // spread is the client runtime waking 32 tasks: later starters end
         // up with less (BENCH_VERBOSE=1 shows it per client).
         take_log();
-        let t = start_tunnel(
-            &rts,
-            Service::Echo,
-            RemotePort::Port(7),
-            FaultConfig::none(),
-        )
-        .await;
+        let t = echo_tunnel(&rts).await;
         let drops = udp_drops();
         let cost = begin(&t);
         let run = parallel_echo(t.addr, clients, each, true).await;

@@ -352,7 +352,6 @@ mod tests {
     #[tokio::test]
     async fn trains_stop_at_a_longer_datagram_and_at_the_size_limit() {
         let (tx, _rx) = pair().await;
-        eprintln!("GSO segments per send here: {}", tx.max_segments());
         if tx.max_segments() == 1 {
             return; // no GSO here: every datagram is its own send
         }

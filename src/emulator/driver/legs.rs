@@ -143,6 +143,17 @@ pub(super) struct Outgoing {
 }
 
 impl Outgoing {
+    /// Which of `slots` is the socket of `role`/`index`: a burst comes
+    /// from one socket, so the last one is checked before the search.
+    pub(super) fn slot_of(&self, slots: &[Slot], role: Role, index: usize) -> Option<usize> {
+        match slots.get(self.slot) {
+            Some(s) if s.role == role && s.index == index => Some(self.slot),
+            _ => slots
+                .iter()
+                .position(|s| s.role == role && s.index == index),
+        }
+    }
+
     /// Adds a datagram from `slots[slot]` to `to`; what was gathered for
     /// another socket or peer goes out first, so the order holds.
     pub(super) async fn push(

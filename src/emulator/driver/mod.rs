@@ -8,18 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-
-use bytes::Bytes;
-
-use crate::net::udp::{BatchSocket, RecvBuffers};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
-
-use legs::{on_faulty_leg, Legs, Outgoing};
-
-mod legs;
 
 use crate::emulator::config::{DeviceUnit, EmulatorConfig, RoleAddrs, Service};
 use crate::emulator::core::{
@@ -28,6 +21,10 @@ use crate::emulator::core::{
 use crate::emulator::rtsp::{self, RtspConfig};
 use crate::net::faults::{FaultConfig, FaultStats};
 use crate::net::record::Recorder;
+use crate::net::udp::{BatchSocket, RecvBuffers};
+use legs::{on_faulty_leg, Legs, Outgoing};
+
+mod legs;
 
 /// How the driver runs the core (things that are not protocol behaviour).
 #[derive(Debug, Clone)]
@@ -628,10 +625,7 @@ async fn flush(
                 continue;
             }
         }
-        let Some(slot) = slots
-            .iter()
-            .position(|s| s.role == t.from && s.index == t.index)
-        else {
+        let Some(slot) = out.slot_of(slots, t.from, t.index) else {
             continue;
         };
         legs.recorder

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -202,8 +202,14 @@ enum Msg {
     ClientEof(ClientId),
     ClientWritten(ClientId, usize),
     ClientGone(ClientId),
-    /// What one receive call returned (up to a few hundred datagrams).
-    Udp(SessionId, Sock, Vec<(SocketAddr, bytes::Bytes)>),
+    /// What one receive call returned (up to a few hundred datagrams), and
+    /// its place among the session's waiting receives (freed when dropped).
+    Udp(
+        SessionId,
+        Sock,
+        Vec<(SocketAddr, bytes::Bytes)>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 }
 
 enum WriteMsg {
@@ -254,8 +260,6 @@ struct Session {
     started: Instant,
     cloud: usize,
     recv_tasks: [JoinHandle<()>; 2],
-    /// Receive messages sent to the loop and not handled yet.
-    queued: Arc<AtomicUsize>,
     /// Since when a ready session has had no realm (None while in use).
     idle_since: Option<Instant>,
     /// PTCP retransmissions already added to the counters.
@@ -494,7 +498,7 @@ impl Driver {
     async fn on_msg(&mut self, msg: Msg) -> usize {
         let now = Instant::now();
         let work = match &msg {
-            Msg::Udp(_, _, datagrams) => datagrams.len().max(1),
+            Msg::Udp(_, _, datagrams, _) => datagrams.len().max(1),
             _ => 1,
         };
         match msg {
@@ -543,13 +547,10 @@ impl Driver {
                     }
                 }
             }
-            Msg::Udp(sid, sock, datagrams) => {
+            Msg::Udp(sid, sock, datagrams, _permit) => {
                 let Some(s) = self.sessions.get_mut(&sid) else {
                     return work;
                 };
-                let _ = s
-                    .queued
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
                 self.dirty_sessions.insert(sid);
                 let local = s.local[sock_index(sock)];
                 for (from, bytes) in datagrams {

@@ -2,14 +2,14 @@
 //! handshake's outcome, session loss, idle close, unbind and shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
 use crate::net::udp::{BatchSocket, RecvBuffers};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use rand::Rng;
 
@@ -115,23 +115,23 @@ impl Driver {
             unix_now(),
             self.rng.gen(),
         );
-        let queued = Arc::new(AtomicUsize::new(0));
+        // One permit per receive message waiting for the loop (released
+        // when the message is dropped): when the loop is behind (a flood, a
+        // stalled host) the sockets stop being read, so the kernel's buffer
+        // bounds what waits and drops the rest, not this process's memory.
+        let room = Arc::new(Semaphore::new(MAX_QUEUED_RECEIVES));
         let spawn_recv = |sock: Sock, s: Arc<BatchSocket>, tx: mpsc::UnboundedSender<Msg>| {
-            let queued = queued.clone();
+            let room = room.clone();
             tokio::spawn(async move {
                 let mut bufs = RecvBuffers::new();
                 loop {
-                    // The loop is behind (a flood, or a stalled host): stop
-                    // reading, so the kernel's buffer bounds what waits and
-                    // drops the rest, instead of this process's memory.
-                    while queued.load(Ordering::Relaxed) >= MAX_QUEUED_RECEIVES {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
+                    let Ok(permit) = room.clone().acquire_owned().await else {
+                        return;
+                    };
                     let mut datagrams = Vec::new();
                     match s.recv_batch(&mut bufs, &mut datagrams).await {
                         Ok(_) => {
-                            queued.fetch_add(1, Ordering::Relaxed);
-                            if tx.send(Msg::Udp(sid, sock, datagrams)).is_err() {
+                            if tx.send(Msg::Udp(sid, sock, datagrams, permit)).is_err() {
                                 return;
                             }
                         }
@@ -161,7 +161,6 @@ impl Driver {
                 started: now,
                 cloud: self.cloud,
                 recv_tasks,
-                queued,
                 idle_since: None,
                 retransmits_counted: 0,
             },
