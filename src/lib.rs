@@ -7,6 +7,8 @@
 //! - [`session`]: protocol state machines (time passed in, no I/O).
 //! - [`net`]: shared I/O helpers (faults, pcap recording, signals, logging).
 //! - [`tunnel`] and [`emulator`]: tokio drivers around the state machines.
+//! - [`serve`]: many tunnels from one file: supervisor, camera states, HTTP
+//!   status and Prometheus metrics.
 //! - [`decode`] and [`tui`]: presentation of captured datagrams.
 //!
 //! The command line (flag parsing) lives in the binary (`src/cmd/`), not here;
