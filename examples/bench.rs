@@ -2,7 +2,9 @@
 //! emulator on loopback, each figure next to a baseline measured in the same
 //! run.
 //!
-//!   cargo run --release --example bench [-- --mb 64]
+//!   cargo run --release --example bench [-- --mb 64] [--only clients,echo]
+//!                                  (--only: raw, echo, clients, download,
+//!                                  streams, loss, latency)
 //!   BENCH_VERBOSE=1 tools/bench    also: per client of the 32-client runs
 //!                                  (session, first byte, start, end, bytes
 //!                                  in the window), the tunnel's session
@@ -995,12 +997,29 @@ fn runtime(name: &str) -> Runtime {
         .expect("runtime")
 }
 
+/// Names of the runs `--only` may pick.
+const RUNS: [&str; 7] = [
+    "raw", "echo", "clients", "download", "streams", "loss", "latency",
+];
+
+/// The value after `flag` on the command line.
+fn arg(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != flag).nth(1)
+}
+
 fn main() {
-    let mb: usize = std::env::args()
-        .skip_while(|a| a != "--mb")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let mb: usize = arg("--mb").and_then(|v| v.parse().ok()).unwrap_or(64);
+    let only: Vec<String> = arg("--only")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    if let Some(bad) = only.iter().find(|o| !RUNS.contains(&o.as_str())) {
+        eprintln!(
+            "bench: unknown run {bad:?} for --only; runs: {}",
+            RUNS.join(",")
+        );
+        std::process::exit(2);
+    }
+    let want = |run: &str| only.is_empty() || only.iter().any(|o| o == run);
     let bytes = mb * 1024 * 1024;
     if verbose() {
         LOG_START.get_or_init(Instant::now);
@@ -1031,6 +1050,7 @@ fn main() {
             small >> 20
         );
         println!();
+        if want("raw") {
         let plain = udp_ceiling(bytes);
         println!(
             "{:<44} {:>10.1} MB/s  {:.2} CPU s/GB of body (sender; baseline); reader (recv) {:.2}, got {:.0}%",
@@ -1051,6 +1071,7 @@ fn main() {
             gso.reader,
             gso.delivered * 100.0
         );
+        }
         // Baseline: a direct TCP echo, no tunnel.
         let direct = echo_server().await;
         let base_rate = mbps(bytes, echo_transfer(direct, bytes).await);
@@ -1059,9 +1080,13 @@ fn main() {
             "direct TCP echo", base_rate
         );
 
+        // The one-client echo is also the 32-client runs' reference.
+        let clients = 32;
+        let mut rate = f64::NAN;
+        if want("echo") || want("clients") {
         let t = echo_tunnel(&rts).await;
         let cost = begin(&t);
-        let rate = mbps(bytes, echo_transfer(t.addr, bytes).await);
+        rate = mbps(bytes, echo_transfer(t.addr, bytes).await);
         println!(
             "{:<44} {:>10.1} MB/s  ratio {:.3}",
             "tunnel → emulator echo",
@@ -1070,9 +1095,10 @@ fn main() {
         );
         // Each byte crosses the tunnel twice (there and back).
         finish("echo", cost, 2 * bytes, t).await;
+        }
 
-        let clients = 32;
         let each = bytes / clients;
+        if want("clients") {
         // As before: every client from its own connect to its last byte
         // (a later session's handshake, and the bandwidth left by clients
         // that finished, are in these rates).
@@ -1153,8 +1179,10 @@ fn main() {
             t,
         )
         .await;
+        }
 
         // Download only: the device's service sends, the client only reads.
+        if want("download") {
         let source = source_server(bytes).await;
         let base_down = mbps(bytes, download(source, bytes).await);
         println!(
@@ -1177,10 +1205,12 @@ fn main() {
             down / base_down
         );
         finish("download", cost, bytes, t).await;
+        }
 
         // Many cameras' worth of streams at once: 32 clients each read a
         // stream without end; the shares are counted over one second of
         // steady state, after every client has its first bytes.
+        if want("streams") {
         let stream = source_server(usize::MAX).await;
         let t = start_tunnel(
             &rts,
@@ -1200,7 +1230,9 @@ fn main() {
             window.as_secs_f64()
         );
         finish(&format!("download, {clients} streams"), cost, moved as usize, t).await;
+        }
 
+        if want("loss") {
         let lossy = |loss: f64, delay_ms: u64, seed: u64| FaultConfig {
             loss_pct: loss,
             dup_pct: 0.0,
@@ -1224,8 +1256,10 @@ fn main() {
             );
             let _ = t.stop().await;
         }
+        }
 
         // Latency: from start to the first RTSP byte, and on a warm tunnel.
+        if want("latency") {
         let start = Instant::now();
         let t = start_tunnel(
             &rts,
@@ -1256,6 +1290,7 @@ fn main() {
             direct_rtsp.as_secs_f64() * 1e3
         );
         let _ = t.stop().await;
+        }
     });
     tunnel_rt.shutdown_timeout(Duration::from_millis(200));
     emulator_rt.shutdown_timeout(Duration::from_millis(200));

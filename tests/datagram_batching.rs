@@ -150,8 +150,7 @@ fn thirty_two_clients_share_the_window_within_ten_percent() {
     let n = 32;
     let mut r = Realms::new(n, 40 * (FRAGMENT_SIZE as u32 + 12));
     for client in 0..n as u64 {
-        r.client
-            .client_data(client, &vec![client as u8; 128 * 1024]);
+        r.client.client_data(client, vec![client as u8; 128 * 1024]);
     }
     let mut sent = vec![0usize; n];
     // Half the transfer: nobody has finished, everybody has been waiting.

@@ -71,3 +71,60 @@ fn an_ignored_window_sends_everything_the_send_window_allows() {
     a.handle_datagram(now, &advertise(&mut b, 100_000, now));
     assert_eq!(drain(&mut a, now).len(), BODIES);
 }
+
+/// `send_data` (the payload kept where the client's read put it) puts the
+/// same datagrams on the wire as `send(&Body::Data)`, first sends and
+/// resends alike, and `poll_transmit_into` appends exactly those bytes.
+#[test]
+fn data_sent_in_place_is_the_same_datagrams_first_and_resent() {
+    let t0 = Instant::now();
+    let config = PtcpConfig {
+        lmid: dhp2p::session::ptcp::LmidMode::Counter { start: 1 },
+        ..PtcpConfig::default()
+    };
+    let mut encoded = PtcpSession::with_counters(config.clone(), t0, 4, 4);
+    let mut in_place = PtcpSession::with_counters(config, t0, 4, 4);
+    // One client read of 3000 bytes, cut into bodies as the tunnel does.
+    let read = bytes::Bytes::from((0..3000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    for (from, to) in [(0, 1280), (1280, 2560), (2560, 3000)] {
+        encoded.send(&Body::Data {
+            realm: 9,
+            payload: &read[from..to],
+        });
+        in_place.send_data(9, read.slice(from..to));
+    }
+    in_place.send(&Body::Heartbeat);
+    encoded.send(&Body::Heartbeat);
+    let first: Vec<Vec<u8>> = std::iter::from_fn(|| encoded.poll_transmit(t0)).collect();
+    let mut packed = Vec::new();
+    let mut ends = Vec::new();
+    while in_place.poll_transmit_into(t0, &mut packed) {
+        ends.push(packed.len());
+    }
+    assert!(!in_place.poll_transmit_into(t0, &mut packed));
+    assert_eq!(first.len(), 4);
+    assert_eq!(packed, first.concat(), "the same bytes, end to end");
+    let bounds: Vec<usize> = first
+        .iter()
+        .scan(0, |end, d| {
+            *end += d.len();
+            Some(*end)
+        })
+        .collect();
+    assert_eq!(ends, bounds, "one datagram per call, none merged");
+    // No ACK: after the retransmission timeout both resend the same.
+    let later = t0 + std::time::Duration::from_secs(2);
+    encoded.handle_timeout(later);
+    in_place.handle_timeout(later);
+    let again: Vec<Vec<u8>> = std::iter::from_fn(|| encoded.poll_transmit(later)).collect();
+    let again_in_place: Vec<Vec<u8>> =
+        std::iter::from_fn(|| in_place.poll_transmit(later)).collect();
+    assert!(!again.is_empty());
+    assert_eq!(again, again_in_place);
+    let body = |d: &[u8]| d[dhp2p::codec::ptcp::HEADER_LEN..].to_vec();
+    assert_eq!(
+        body(&again_in_place[0]),
+        body(&first[0]),
+        "the resend carries the first body"
+    );
+}

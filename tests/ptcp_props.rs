@@ -252,3 +252,16 @@ proptest! {
         prop_assert_eq!(bytes.len(), field::in_datagram(field::body::BIND_IP).end);
     }
 }
+
+proptest! {
+    /// A DATA body sent in place (sub-header, then the payload where it
+    /// lies) is the same bytes as the encoded body.
+    #[test]
+    fn a_data_head_and_its_payload_are_the_encoded_body(realm in any::<u32>(), payload in proptest::collection::vec(any::<u8>(), 0..1400)) {
+        let mut encoded = Vec::new();
+        Body::Data { realm, payload: &payload }.encode(&mut encoded);
+        let mut in_place = Body::data_head(realm, payload.len()).to_vec();
+        in_place.extend_from_slice(&payload);
+        prop_assert_eq!(encoded, in_place);
+    }
+}

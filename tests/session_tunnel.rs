@@ -119,7 +119,7 @@ fn bind_conn_data_both_ways_and_client_close() {
     assert_eq!(p.binds(), [realm]);
     p.device_send(Body::status(realm, Status::Conn));
     assert_eq!(p.events, [TunnelEvent::Opened { client: 1, realm }]);
-    p.client.client_data(1, b"OPTIONS * RTSP/1.0\r\n\r\n");
+    p.client.client_data(1, &b"OPTIONS * RTSP/1.0\r\n\r\n"[..]);
     p.settle();
     assert!(p.device.bodies.iter().any(|b| matches!(Body::decode(b), Ok(Body::Data { payload, .. }) if payload == b"OPTIONS * RTSP/1.0\r\n\r\n")));
     p.device_send(Body::Data {
@@ -238,8 +238,8 @@ fn realms_share_the_window_round_robin() {
     p.device_send(Body::status(b, Status::Conn));
     p.device.bodies.clear();
     // Client 1 floods first; client 2 writes a little after.
-    p.client.client_data(1, &vec![1u8; 200 * 1024]);
-    p.client.client_data(2, &vec![2u8; 4 * 1024]);
+    p.client.client_data(1, vec![1u8; 200 * 1024]);
+    p.client.client_data(2, vec![2u8; 4 * 1024]);
     p.settle();
     let order: Vec<u32> = p
         .device

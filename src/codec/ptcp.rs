@@ -175,6 +175,16 @@ impl Header {
     }
 }
 
+/// The 8-byte sub-header: type and `len` in one word, then the realm.
+fn subheader(t: u8, len: u32, realm: u32) -> [u8; SUBHEADER_LEN] {
+    debug_assert!(len <= MAX_LEN_FIELD, "PTCP len field overflow");
+    let mut sub = [0u8; SUBHEADER_LEN];
+    sub[field::body::TYPE_LEN]
+        .copy_from_slice(&((u32::from(t) << 24) | (len & MAX_LEN_FIELD)).to_be_bytes());
+    sub[field::body::REALM].copy_from_slice(&realm.to_be_bytes());
+    sub
+}
+
 /// A realm's STATUS word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -338,12 +348,7 @@ impl<'a> Body<'a> {
     /// datagram is.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let sub = |out: &mut Vec<u8>, t: u8, len: u32, realm: u32| {
-            debug_assert!(len <= MAX_LEN_FIELD, "PTCP len field overflow");
-            let mut sub = [0u8; SUBHEADER_LEN];
-            sub[field::body::TYPE_LEN]
-                .copy_from_slice(&((u32::from(t) << 24) | (len & MAX_LEN_FIELD)).to_be_bytes());
-            sub[field::body::REALM].copy_from_slice(&realm.to_be_bytes());
-            out.extend_from_slice(&sub);
+            out.extend_from_slice(&subheader(t, len, realm));
         };
         match *self {
             Body::Empty => {}
@@ -389,6 +394,17 @@ impl<'a> Body<'a> {
             Body::AuthConfirm => sub(out, body_type::AUTH_CONFIRM, 0, 0),
             Body::Unknown { bytes, .. } => out.extend_from_slice(bytes),
         }
+    }
+
+    /// The sub-header of a DATA body of `len` payload bytes: with the
+    /// payload after it, the same bytes [`Body::encode`] writes for
+    /// [`Body::Data`] (for senders that keep the payload where it is).
+    pub fn data_head(realm: u32, len: usize) -> [u8; SUBHEADER_LEN] {
+        subheader(
+            body_type::DATA,
+            u32::try_from(len).unwrap_or(u32::MAX),
+            realm,
+        )
     }
 
     /// A BIND to `ip:port` in the captured form (`len` = 8).

@@ -72,36 +72,28 @@ impl BatchSocket {
     }
 
     /// Sends `datagrams` to `to`, in order: runs of equal size (the last of
-    /// a run may be shorter) go out as one GSO train each; `train` is
-    /// scratch space the caller keeps between calls. Returns how many were
-    /// sent; on an error the rest are not sent (UDP: the peer's
-    /// retransmission covers them, as for a drop on the wire).
-    pub async fn send_all<D: AsRef<[u8]>>(
-        &self,
-        datagrams: &[D],
-        to: SocketAddr,
-        train: &mut Vec<u8>,
-    ) -> io::Result<usize> {
+    /// a run may be shorter) go out as one GSO train each, straight from
+    /// where they lie. Returns how many were sent; on an error the rest are
+    /// not sent (UDP: the peer's retransmission covers them, as for a drop
+    /// on the wire).
+    pub async fn send_all(&self, datagrams: &Datagrams, to: SocketAddr) -> io::Result<usize> {
         let mut sent = 0;
         while sent < datagrams.len() {
-            let first = datagrams[sent].as_ref();
-            let run = self.train_length(&datagrams[sent..]);
+            let first = datagrams.get(sent);
+            let run = self.train_length(datagrams, sent);
             if run == 1 {
                 self.send_to(first, to).await?;
                 sent += 1;
                 continue;
             }
-            train.clear();
-            for d in &datagrams[sent..sent + run] {
-                train.extend_from_slice(d.as_ref());
-            }
+            let train = datagrams.span(sent..sent + run);
             match self.transmit(train, Some(first.len()), to).await {
                 Ok(()) => {}
                 // The kernel or driver refused segmentation (EIO/EINVAL):
                 // quinn-udp has turned GSO off; this run goes one by one.
                 Err(_) if self.max_segments() == 1 => {
-                    for d in &datagrams[sent..sent + run] {
-                        self.send_to(d.as_ref(), to).await?;
+                    for i in sent..sent + run {
+                        self.send_to(datagrams.get(i), to).await?;
                     }
                 }
                 Err(e) => return Err(e),
@@ -111,16 +103,17 @@ impl BatchSocket {
         Ok(sent)
     }
 
-    /// How many of `datagrams` (from the first) fit in one GSO train.
-    fn train_length<D: AsRef<[u8]>>(&self, datagrams: &[D]) -> usize {
-        let size = datagrams[0].as_ref().len();
+    /// How many of `datagrams`, from `from` on, fit in one GSO train.
+    fn train_length(&self, datagrams: &Datagrams, from: usize) -> usize {
+        let size = datagrams.get(from).len();
         if size == 0 {
             return 1;
         }
         let most = self.max_segments().min(MAX_TRAIN / size).max(1);
+        let left = datagrams.len() - from;
         let mut n = 1;
-        while n < most.min(datagrams.len()) {
-            let len = datagrams[n].as_ref().len();
+        while n < most.min(left) {
+            let len = datagrams.get(from + n).len();
             if len > size || len == 0 {
                 break;
             }
@@ -248,6 +241,76 @@ fn allow_fragmentation(_socket: &UdpSocket) -> io::Result<()> {
     Ok(())
 }
 
+/// Datagrams of one flush to one peer, end to end in one buffer: a run of
+/// equal sizes is a GSO train where it lies, so sending copies nothing
+/// more. Kept by the sender between flushes (cleared, not freed).
+#[derive(Debug, Default)]
+pub struct Datagrams {
+    buf: Vec<u8>,
+    /// Where each datagram ends in `buf`.
+    ends: Vec<usize>,
+}
+
+impl Datagrams {
+    pub fn new() -> Datagrams {
+        Datagrams::default()
+    }
+
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends a copy of `datagram`.
+    pub fn push(&mut self, datagram: &[u8]) {
+        self.buf.extend_from_slice(datagram);
+        self.ends.push(self.buf.len());
+    }
+
+    /// Appends the datagram `write` appends to the buffer, when it says
+    /// it wrote one (a sans-IO `poll_transmit_into`); returns that.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        let start = self.buf.len();
+        if write(&mut self.buf) {
+            self.ends.push(self.buf.len());
+            true
+        } else {
+            self.buf.truncate(start);
+            false
+        }
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1]
+        }
+    }
+
+    /// Datagram `i` (panics past the end, like a slice).
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.buf[self.start(i)..self.ends[i]]
+    }
+
+    /// Datagrams `range`, end to end.
+    fn span(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[self.start(range.start)..self.ends[range.end - 1]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
 /// The receive side's buffers, kept by the receiving task between calls.
 pub struct RecvBuffers {
     slots: Vec<u8>,
@@ -312,9 +375,9 @@ mod tests {
         datagrams.push(vec![7; 100]);
         datagrams.push(vec![8; 1500]);
         datagrams.push(vec![9; 20]);
-        let mut train = Vec::new();
+        let packed = packed(&datagrams);
         let gso = tx.max_segments();
-        let sent = tx.send_all(&datagrams, to, &mut train).await.expect("send");
+        let sent = tx.send_all(&packed, to).await.expect("send");
         assert_eq!(sent, datagrams.len());
         assert_eq!(tx.max_segments(), gso, "the kernel refused a train");
         let got = receive(&rx, datagrams.len()).await;
@@ -355,14 +418,44 @@ mod tests {
         if tx.max_segments() == 1 {
             return; // no GSO here: every datagram is its own send
         }
-        let big = vec![vec![0u8; 1296]; 200];
+        let big = packed(&vec![vec![0u8; 1296]; 200]);
         assert_eq!(
-            tx.train_length(&big),
+            tx.train_length(&big, 0),
             tx.max_segments().min(MAX_TRAIN / 1296)
         );
-        let mixed = [vec![0u8; 500], vec![0u8; 500], vec![0u8; 600]];
-        assert_eq!(tx.train_length(&mixed), 2);
-        let shorter_last = [vec![0u8; 500], vec![0u8; 400], vec![0u8; 500]];
-        assert_eq!(tx.train_length(&shorter_last), 2);
+        let mixed = packed(&[vec![0u8; 500], vec![0u8; 500], vec![0u8; 600]]);
+        assert_eq!(tx.train_length(&mixed, 0), 2);
+        assert_eq!(tx.train_length(&mixed, 2), 1);
+        let shorter_last = packed(&[vec![0u8; 500], vec![0u8; 400], vec![0u8; 500]]);
+        assert_eq!(tx.train_length(&shorter_last, 0), 2);
+    }
+
+    fn packed(datagrams: &[Vec<u8>]) -> Datagrams {
+        let mut packed = Datagrams::new();
+        for d in datagrams {
+            packed.push(d);
+        }
+        packed
+    }
+
+    #[test]
+    fn packed_datagrams_keep_their_bounds_and_a_refused_write_leaves_nothing() {
+        let mut d = Datagrams::new();
+        d.push(b"one");
+        assert!(d.push_with(|b| {
+            b.extend_from_slice(b"two!");
+            true
+        }));
+        assert!(!d.push_with(|b| {
+            b.extend_from_slice(b"half-written");
+            false
+        }));
+        d.push(b"");
+        d.push(b"3");
+        let all: Vec<&[u8]> = d.iter().collect();
+        assert_eq!(all, [&b"one"[..], b"two!", b"", b"3"]);
+        assert_eq!(d.span(0..2), b"onetwo!");
+        d.clear();
+        assert!(d.is_empty());
     }
 }

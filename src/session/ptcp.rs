@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::ptcp::{
-    Body, Header, Packet, PtcpError, HEADER_LEN, PID_IDLE, PID_SYN, SYN_BODY,
+    Body, Header, Packet, PtcpError, HEADER_LEN, PID_IDLE, PID_SYN, SUBHEADER_LEN, SYN_BODY,
 };
 
 /// How the `pid` header field is filled (FIELD-NOTES C1).
@@ -150,11 +150,50 @@ pub struct Stats {
     pub heartbeats_out: u64,
 }
 
+/// A body waiting to be sent, or to be acknowledged: an encoded head and
+/// the rest. A DATA payload stays the buffer the client's bytes were read
+/// into, sent (and resent) without a copy until its datagram is written;
+/// any other body is encoded whole into `rest`.
+#[derive(Debug, Clone)]
+struct OutBody {
+    head: [u8; SUBHEADER_LEN],
+    head_len: u8,
+    rest: Bytes,
+}
+
+impl OutBody {
+    fn encoded(body: &Body<'_>) -> OutBody {
+        let mut bytes = Vec::with_capacity(body.encoded_len());
+        body.encode(&mut bytes);
+        OutBody {
+            head: [0; SUBHEADER_LEN],
+            head_len: 0,
+            rest: Bytes::from(bytes),
+        }
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.head_len) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn is_syn(&self) -> bool {
+        self.head_len == 0 && self.rest[..] == SYN_BODY
+    }
+}
+
 /// One body we sent and the peer has not acknowledged yet.
 #[derive(Debug)]
 struct Segment {
     seq: u32,
-    body: Vec<u8>,
+    body: OutBody,
     first_sent: Instant,
     last_sent: Instant,
     transmissions: u32,
@@ -185,7 +224,7 @@ pub struct PtcpSession {
     snd_nxt: u32,
     snd_una: u32,
     in_flight: VecDeque<Segment>,
-    queued: VecDeque<Vec<u8>>,
+    queued: VecDeque<OutBody>,
     queued_bytes: usize,
     retransmit_from: Option<u32>,
     /// How many bodies to resend from `retransmit_from`.
@@ -333,10 +372,23 @@ impl PtcpSession {
         if body.is_empty() {
             return;
         }
-        let mut bytes = Vec::with_capacity(body.encoded_len());
-        body.encode(&mut bytes);
-        self.queued_bytes += bytes.len();
-        self.queued.push_back(bytes);
+        self.enqueue(OutBody::encoded(body));
+    }
+
+    /// Queues a DATA body for `realm` whose payload is `payload` itself:
+    /// the same bytes on the wire as `send(&Body::Data { .. })`, without
+    /// copying the payload until its datagram is built.
+    pub fn send_data(&mut self, realm: u32, payload: Bytes) {
+        self.enqueue(OutBody {
+            head: Body::data_head(realm, payload.len()),
+            head_len: SUBHEADER_LEN as u8,
+            rest: payload,
+        });
+    }
+
+    fn enqueue(&mut self, body: OutBody) {
+        self.queued_bytes += body.len();
+        self.queued.push_back(body);
     }
 
     /// Handles one datagram from the peer (copied once; a driver that owns
@@ -603,8 +655,17 @@ impl PtcpSession {
 
     /// The next datagram to send, if any. Call until it returns `None`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let mut datagram = Vec::new();
+        self.poll_transmit_into(now, &mut datagram)
+            .then_some(datagram)
+    }
+
+    /// [`PtcpSession::poll_transmit`] appending the datagram to `out` (a
+    /// driver's buffer of one flush's datagrams): returns whether there
+    /// was one. The payload is copied once, from where it was queued.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
         if self.dead {
-            return None;
+            return false;
         }
         // 1. Retransmissions, oldest first.
         if let Some(from) = self.retransmit_from {
@@ -622,23 +683,26 @@ impl PtcpSession {
                     self.retransmit_from = (self.retransmit_budget > 0).then_some(end);
                     self.last_resent_end = Some(end);
                     self.stats.retransmits += 1;
-                    return Some(self.packet(now, seq, &body));
+                    self.packet(now, seq, Some(&body), out);
+                    return true;
                 }
                 None => self.retransmit_from = None,
             }
         }
         // 2. New bodies within the window.
-        if let Some(len) = self.queued.front().map(Vec::len) {
+        if let Some(len) = self.queued.front().map(OutBody::len) {
             let fits = self.unacked() as usize + len <= self.config.send_window as usize
                 && !self.peer_window_closed;
             // Nothing in flight: one body goes anyway (a probe of a closed
             // window; its ACK brings the window, its resends the retries).
             if fits || self.in_flight.is_empty() {
-                let body = self.queued.pop_front().unwrap_or_default();
+                let Some(body) = self.queued.pop_front() else {
+                    return false;
+                };
                 self.queued_bytes -= body.len();
                 let seq = self.snd_nxt;
                 self.snd_nxt = self.snd_nxt.wrapping_add(body.len() as u32);
-                let datagram = self.packet(now, seq, &body);
+                self.packet(now, seq, Some(&body), out);
                 self.stats.bodies_out += 1;
                 // Kept even without timer resends: a repeated request from
                 // the peer is answered by resending what it missed.
@@ -649,24 +713,26 @@ impl PtcpSession {
                     last_sent: now,
                     transmissions: 1,
                 });
-                return Some(datagram);
+                return true;
             }
         }
         // 3. A pure ACK, when no other packet carried our recv in time.
         if let Some(due) = self.ack_due {
             if now >= due {
                 self.stats.acks_out += 1;
-                return Some(self.packet(now, self.snd_nxt, &[]));
+                self.packet(now, self.snd_nxt, None, out);
+                return true;
             }
         }
-        None
+        false
     }
 
-    /// Builds a datagram; every packet carries our current recv, so it
-    /// settles any pending ACK.
-    fn packet(&mut self, now: Instant, sent: u32, body: &[u8]) -> Vec<u8> {
+    /// Appends a datagram to `out`; every packet carries our current recv,
+    /// so it settles any pending ACK.
+    fn packet(&mut self, now: Instant, sent: u32, body: Option<&OutBody>, out: &mut Vec<u8>) {
         self.ack_due = None;
-        let pid = if body == SYN_BODY {
+        let syn = body.is_some_and(OutBody::is_syn);
+        let pid = if syn {
             PID_SYN
         } else {
             match self.config.pid {
@@ -674,7 +740,7 @@ impl PtcpSession {
                 PidMode::Countdown => PID_IDLE.wrapping_sub(self.packets_with_body) & 0xFFFF,
             }
         };
-        if !body.is_empty() && body != SYN_BODY {
+        if body.is_some_and(|b| !b.is_empty()) && !syn {
             self.packets_with_body = self.packets_with_body.wrapping_add(1);
         }
         let header = Header {
@@ -684,11 +750,13 @@ impl PtcpSession {
             lmid: self.lmid(now),
             rmid: self.rmid,
         };
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        header.encode(&mut out);
-        out.extend_from_slice(body);
+        out.reserve(HEADER_LEN + body.map_or(0, OutBody::len));
+        header.encode(out);
+        if let Some(body) = body {
+            out.extend_from_slice(body.head());
+            out.extend_from_slice(&body.rest);
+        }
         self.stats.datagrams_out += 1;
-        out
     }
 
     fn lmid(&mut self, now: Instant) -> u32 {

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use bytes_utils::SegmentedBuf;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -113,8 +114,9 @@ struct Realm {
     client: Option<ClientId>,
     port: u16,
     state: State,
-    /// Client bytes not yet handed to the session.
-    queue: VecDeque<u8>,
+    /// Client bytes not yet handed to the session, as they were read: a
+    /// body is a slice of one read (or, across two, a copy of 1280 bytes).
+    queue: SegmentedBuf<Bytes>,
     /// The client closed its side: DISC once the queue is sent.
     client_done: bool,
     /// Bytes from the client to the device, and back.
@@ -141,8 +143,6 @@ pub struct TunnelSession {
     /// Bytes delivered to clients but not yet written by them (`pid`).
     backlog: usize,
     orphans_closed: u64,
-    /// Reused to join a realm queue's two halves into one body.
-    scratch: Vec<u8>,
 }
 
 impl TunnelSession {
@@ -162,7 +162,6 @@ impl TunnelSession {
             dead: false,
             backlog: 0,
             orphans_closed: 0,
-            scratch: Vec::with_capacity(FRAGMENT_SIZE),
         }
     }
 
@@ -218,7 +217,7 @@ impl TunnelSession {
                     attempt: 1,
                     deadline: now + self.config.bind_timeout,
                 },
-                queue: VecDeque::new(),
+                queue: SegmentedBuf::new(),
                 client_done: false,
                 bytes_in: 0,
                 bytes_out: 0,
@@ -240,17 +239,23 @@ impl TunnelSession {
         self.clients
             .get(&client)
             .and_then(|r| self.realms.get(r))
-            .map_or(0, |r| self.config.realm_queue.saturating_sub(r.queue.len()))
+            .map_or(0, |r| {
+                self.config.realm_queue.saturating_sub(r.queue.remaining())
+            })
     }
 
-    /// Bytes the client sent (they wait in the realm's queue until sent).
-    pub fn client_data(&mut self, client: ClientId, bytes: &[u8]) {
+    /// Bytes the client sent (they wait in the realm's queue until sent,
+    /// and go out as slices of this buffer).
+    pub fn client_data(&mut self, client: ClientId, bytes: impl Into<Bytes>) {
         if let Some(realm) = self
             .clients
             .get(&client)
             .and_then(|r| self.realms.get_mut(r))
         {
-            realm.queue.extend(bytes);
+            let bytes = bytes.into();
+            if !bytes.is_empty() {
+                realm.queue.push(bytes);
+            }
         }
     }
 
@@ -268,7 +273,7 @@ impl TunnelSession {
             // Nothing flowed yet: the CONN, when it comes, is answered DISC.
             self.realms.remove(&id);
             self.abandoned.insert(id);
-        } else if realm.state == State::Open && realm.queue.is_empty() {
+        } else if realm.state == State::Open && !realm.queue.has_remaining() {
             realm.state = State::Closing { since: now };
             self.ptcp.send(&Body::status(id, Status::Disc));
         }
@@ -383,6 +388,13 @@ impl TunnelSession {
         self.ptcp.poll_transmit(now)
     }
 
+    /// [`TunnelSession::poll_transmit`] appending the datagram to `out`;
+    /// returns whether there was one.
+    pub fn poll_transmit_into(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        self.feed_window(now);
+        self.ptcp.poll_transmit_into(now, out)
+    }
+
     pub fn poll_event(&mut self) -> Option<TunnelEvent> {
         self.events.pop_front()
     }
@@ -397,29 +409,17 @@ impl TunnelSession {
                 .realms
                 .range(self.cursor.wrapping_add(1)..)
                 .chain(self.realms.range(..=self.cursor))
-                .find(|(_, r)| r.state == State::Open && !r.queue.is_empty())
+                .find(|(_, r)| r.state == State::Open && r.queue.has_remaining())
                 .map(|(id, _)| *id);
             let Some(id) = next else { return };
             self.cursor = id;
             let Some(r) = self.realms.get_mut(&id) else {
                 return;
             };
-            let n = r.queue.len().min(FRAGMENT_SIZE);
-            // The queue's front as one slice: borrowed when it is contiguous
-            // there, else copied once (two slice copies, no per-byte work).
-            let (front, back) = r.queue.as_slices();
-            let payload: &[u8] = if front.len() >= n {
-                &front[..n]
-            } else {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(front);
-                self.scratch.extend_from_slice(&back[..n - front.len()]);
-                &self.scratch
-            };
-            self.ptcp.send(&Body::Data { realm: id, payload });
-            r.queue.drain(..n);
+            let n = r.queue.remaining().min(FRAGMENT_SIZE);
+            self.ptcp.send_data(id, r.queue.copy_to_bytes(n));
             r.bytes_in += n as u64;
-            let done = r.client_done && r.queue.is_empty();
+            let done = r.client_done && !r.queue.has_remaining();
             if done {
                 if let Some(r) = self.realms.get_mut(&id) {
                     r.state = State::Closing { since: now };

@@ -14,6 +14,7 @@ use crate::emulator::config::DeviceUnit;
 use crate::emulator::core::Role;
 use crate::net::faults::{FaultLink, FaultStats, FaultySender};
 use crate::net::record::Recorder;
+use crate::net::udp::Datagrams;
 
 /// A received datagram waiting in an inbound fault link.
 pub(super) type Inbound = (Role, usize, SocketAddr, Bytes);
@@ -133,13 +134,12 @@ pub(super) fn add_stats(a: FaultStats, b: FaultStats) -> FaultStats {
 }
 
 /// Datagrams of one flush from one socket to one peer, sent together
-/// (GSO trains for a burst of DATA), and the scratch space of the train.
+/// (GSO trains for a burst of DATA).
 #[derive(Default)]
 pub(super) struct Outgoing {
     slot: usize,
     to: Option<SocketAddr>,
-    datagrams: Vec<Vec<u8>>,
-    train: Vec<u8>,
+    datagrams: Datagrams,
 }
 
 impl Outgoing {
@@ -161,7 +161,7 @@ impl Outgoing {
         slots: &[Slot],
         slot: usize,
         to: SocketAddr,
-        datagram: Vec<u8>,
+        datagram: &[u8],
     ) {
         if self.to != Some(to) || self.slot != slot {
             self.send(slots).await;
@@ -173,11 +173,7 @@ impl Outgoing {
 
     pub(super) async fn send(&mut self, slots: &[Slot]) {
         if let (Some(to), Some(slot)) = (self.to.take(), slots.get(self.slot)) {
-            if let Err(e) = slot
-                .socket
-                .send_all(&self.datagrams, to, &mut self.train)
-                .await
-            {
+            if let Err(e) = slot.socket.send_all(&self.datagrams, to).await {
                 tracing::trace!("send to {to}: {e}");
             }
         }

@@ -630,7 +630,7 @@ async fn flush(
         };
         legs.recorder
             .record_any(slots[slot].local, t.to, &t.payload);
-        out.push(slots, slot, t.to, t.payload).await;
+        out.push(slots, slot, t.to, &t.payload).await;
     }
     out.send(slots).await;
     while let Some(cmd) = core.poll_tcp() {

@@ -6,12 +6,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes_utils::SegmentedBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{
-    Client, ClientState, Driver, Msg, SessionId, SessionState, WriteMsg, MAX_CLIENT_WRITE,
+    Client, ClientState, Driver, Msg, SessionId, SessionState, WriteMsg, CLIENT_READ,
+    MAX_CLIENT_WRITE,
 };
 use crate::session::tunnel::{BindFailure, ClientId};
 
@@ -30,23 +33,18 @@ impl Driver {
         let credits = Arc::new(Semaphore::new(0));
         let tx = self.tx.clone();
         let write_task = tokio::spawn(async move {
-            let mut merged = Vec::with_capacity(MAX_CLIENT_WRITE);
+            // Bodies queued meanwhile go out in one vectored write, each
+            // from the datagram it arrived in (no copy here).
+            let mut pending = SegmentedBuf::<Bytes>::new();
             let mut open = true;
             while open {
                 let Some(WriteMsg::Bytes(first)) = writes.recv().await else {
                     break;
                 };
-                // Bodies queued meanwhile go out in one write (in order);
-                // a body alone is written as it is, without a copy.
-                merged.clear();
-                while merged.len().max(first.len()) < MAX_CLIENT_WRITE {
+                pending.push(first);
+                while pending.remaining() < MAX_CLIENT_WRITE {
                     match writes.try_recv() {
-                        Ok(WriteMsg::Bytes(b)) => {
-                            if merged.is_empty() {
-                                merged.extend_from_slice(&first);
-                            }
-                            merged.extend_from_slice(&b);
-                        }
+                        Ok(WriteMsg::Bytes(b)) => pending.push(b),
                         Ok(WriteMsg::Close) => {
                             open = false;
                             break;
@@ -54,37 +52,40 @@ impl Driver {
                         Err(_) => break,
                     }
                 }
-                let out: &[u8] = if merged.is_empty() { &first } else { &merged };
-                if write.write_all(out).await.is_err() {
+                let n = pending.remaining();
+                if write.write_all_buf(&mut pending).await.is_err() {
                     let _ = tx.send(Msg::ClientGone(id));
                     return;
                 }
-                let _ = tx.send(Msg::ClientWritten(id, out.len()));
+                let _ = tx.send(Msg::ClientWritten(id, n));
             }
             let _ = write.shutdown().await;
         });
         let tx = self.tx.clone();
         let sem = credits.clone();
         let read_task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 16 * 1024];
+            // Each read lands in its own part of this buffer and travels on
+            // as it is: to the realm's queue, then as slices into bodies.
+            let mut buf = BytesMut::new();
             loop {
                 // Read only what the realm can take (per-realm flow control).
                 let Ok(permit) = sem.acquire_many(1).await else {
                     return;
                 };
                 permit.forget();
-                let allowed = 1 + sem.available_permits().min(buf.len() - 1);
+                let allowed = 1 + sem.available_permits().min(CLIENT_READ - 1);
                 if let Ok(p) = sem.acquire_many((allowed - 1) as u32).await {
                     p.forget();
                 }
-                match read.read(&mut buf[..allowed]).await {
+                buf.reserve(allowed);
+                match read.read_buf(&mut (&mut buf).limit(allowed)).await {
                     Ok(0) | Err(_) => {
                         let _ = tx.send(Msg::ClientEof(id));
                         return;
                     }
                     Ok(n) => {
                         sem.add_permits(allowed - n);
-                        if tx.send(Msg::ClientBytes(id, buf[..n].to_vec())).is_err() {
+                        if tx.send(Msg::ClientBytes(id, buf.split().freeze())).is_err() {
                             return;
                         }
                     }

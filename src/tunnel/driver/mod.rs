@@ -23,7 +23,7 @@ use rand::SeedableRng;
 
 use crate::codec::identity::CloudProfile;
 use crate::net::record::Recorder;
-use crate::net::udp::BatchSocket;
+use crate::net::udp::{BatchSocket, Datagrams};
 use crate::session::handshake::{
     Handshake, HandshakeConfig, HandshakeError, Lease, PathMode, Sock,
 };
@@ -196,9 +196,13 @@ const MAX_QUEUED_RECEIVES: usize = 64;
 /// Bodies waiting for a client are merged into writes of up to this size.
 const MAX_CLIENT_WRITE: usize = 64 * 1024;
 
+/// The most one read of a client takes (less when its realm has less room).
+const CLIENT_READ: usize = 64 * 1024;
+
 enum Msg {
     Accepted(usize, TcpStream, SocketAddr),
-    ClientBytes(ClientId, Vec<u8>),
+    /// What one read of a client returned (its own buffer, sent on as is).
+    ClientBytes(ClientId, bytes::Bytes),
     ClientEof(ClientId),
     ClientWritten(ClientId, usize),
     ClientGone(ClientId),
@@ -307,10 +311,9 @@ struct Driver {
     /// The one source of randomness: seeds for the state machines and
     /// nonces, drawn here and passed in.
     rng: SmallRng,
-    /// A session's datagrams of one flush, and the GSO train they are
-    /// copied into (kept between flushes).
-    outgoing: Vec<Vec<u8>>,
-    train: Vec<u8>,
+    /// A session's datagrams of one flush, written end to end where they
+    /// are sent from (kept between flushes).
+    outgoing: Datagrams,
     /// Sessions and clients touched since the last flush: only they are
     /// flushed and regranted, so a batch costs the same with one client or
     /// a hundred.
@@ -383,8 +386,7 @@ pub async fn run(
         last_loss: None,
         last_failure: None,
         rng: SmallRng::from_entropy(),
-        outgoing: Vec::new(),
-        train: Vec::new(),
+        outgoing: Datagrams::new(),
         dirty_sessions: BTreeSet::new(),
         dirty_clients: BTreeSet::new(),
         timers: BTreeSet::new(),
@@ -521,7 +523,7 @@ impl Driver {
                         if let Some(SessionState::Ready { tunnel, .. }) =
                             self.sessions.get_mut(&sid).map(|s| &mut s.state)
                         {
-                            tunnel.client_data(id, &bytes);
+                            tunnel.client_data(id, bytes);
                             self.dirty_sessions.insert(sid);
                         }
                     }

@@ -230,7 +230,7 @@ impl Driver {
                                 tracing::info!(
                                     "session {sid}: realm 0x{realm:08x} open for client {client}"
                                 );
-                                tunnel.client_data(client, &early);
+                                tunnel.client_data(client, early);
                                 if self.clients.get(&client).is_some_and(|c| c.eof) {
                                     tunnel.client_closed(now, client);
                                 }
@@ -265,18 +265,17 @@ impl Driver {
                 }
                 // One flush's datagrams go out together: a burst of DATA
                 // leaves as GSO trains.
-                let mut outgoing = std::mem::take(&mut self.outgoing);
+                let outgoing = &mut self.outgoing;
                 outgoing.clear();
-                while let Some(d) = tunnel.poll_transmit(now) {
-                    self.opts.recorder.record_any(s.local[i], *peer, &d);
-                    outgoing.push(d);
+                while outgoing.push_with(|buf| tunnel.poll_transmit_into(now, buf)) {}
+                for d in outgoing.iter() {
+                    self.opts.recorder.record_any(s.local[i], *peer, d);
                 }
                 if !outgoing.is_empty() {
-                    if let Err(e) = s.socks[i].send_all(&outgoing, *peer, &mut self.train).await {
+                    if let Err(e) = s.socks[i].send_all(outgoing, *peer).await {
                         tracing::trace!("session {sid}: send to {peer}: {e}");
                     }
                 }
-                self.outgoing = outgoing;
                 // Its queues moved: its clients may read more.
                 self.dirty_clients.extend(tunnel.clients());
                 let resent = tunnel.ptcp_stats().retransmits;
