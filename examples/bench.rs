@@ -52,10 +52,17 @@ fn cpu_by_thread() -> BTreeMap<String, f64> {
             continue;
         };
         let name = stat[open + 1..close].to_string();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        let secs = (tick(11).unwrap_or(0.0) + tick(12).unwrap_or(0.0)) / 100.0;
+        // Nanoseconds on a CPU from schedstat; stat's 10 ms ticks would make
+        // a 64 MiB run's figure jump in steps of 0.15 CPU s per GB.
+        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
+        let secs = ns.map(|ns| ns / 1e9).unwrap_or_else(|| {
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+            let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+            (tick(11).unwrap_or(0.0) + tick(12).unwrap_or(0.0)) / 100.0
+        });
         *out.entry(name).or_insert(0.0) += secs;
     }
     out
@@ -326,9 +333,13 @@ async fn finish(label: &str, cost: Cost, moved: usize, t: Tunnel) {
     let cpu = cpu_now() - cost.cpu;
     let udp = udp_counters();
     let resent = t.counters.retransmissions.load(Ordering::Relaxed);
+    // Datagrams per body over the tunnel's whole life (the emulator counts
+    // from its start): every byte the tunnel moved, warm-up included.
+    let carried = t.counters.bytes_from_device.load(Ordering::Relaxed)
+        + t.counters.bytes_to_device.load(Ordering::Relaxed);
     let finished = t.stop().await;
     let gb = moved as f64 / 1e9;
-    let bodies = moved as f64 / FRAGMENT_SIZE as f64;
+    let bodies = carried as f64 / FRAGMENT_SIZE as f64;
     let datagrams = finished.stats.datagrams_in + finished.stats.datagrams_out;
     println!(
         "{:<44} {:>10.2} CPU s/GB tunnel, {:.2} emulator; {:.2} datagrams per body; {} RcvbufErrors; {} resent by the tunnel, {} DATA deferred by the emulator",
@@ -747,6 +758,7 @@ async fn parallel_streams(
     t: &Tunnel,
     clients: usize,
     window: Duration,
+    echo: bool,
 ) -> (Vec<u64>, Duration, Cost) {
     let got: Arc<Vec<AtomicU64>> = Arc::new((0..clients).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -754,14 +766,32 @@ async fn parallel_streams(
         .map(|i| {
             let (got, stop, addr) = (got.clone(), stop.clone(), t.addr);
             tokio::spawn(async move {
-                let mut s = TcpStream::connect(addr).await.expect("connect");
+                let s = TcpStream::connect(addr).await.expect("connect");
+                let (mut r, mut w) = s.into_split();
+                // Echo: the client also writes without end (what it reads
+                // back is what it is counted for). Otherwise its write half
+                // stays open: dropping it would send FIN and end the realm.
+                let mut idle_half = None;
+                let writer = if echo {
+                    Some(tokio::spawn(async move {
+                        let chunk = vec![0x5au8; 64 * 1024];
+                        while w.write_all(&chunk).await.is_ok() {}
+                    }))
+                } else {
+                    idle_half = Some(w);
+                    None
+                };
                 let mut buf = vec![0u8; 64 * 1024];
                 while !stop.load(Ordering::Relaxed) {
-                    match s.read(&mut buf).await {
+                    match r.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => got[i].fetch_add(n as u64, Ordering::Relaxed),
                     };
                 }
+                if let Some(w) = writer {
+                    w.abort();
+                }
+                drop(idle_half);
             })
         })
         .collect();
@@ -1179,6 +1209,23 @@ fn main() {
             t,
         )
         .await;
+
+        // Fairness in steady state, as for the download streams below: 32
+        // clients echo without end; each one's share over one second,
+        // after every client has its first bytes back.
+        let t = echo_tunnel(&rts).await;
+        let (shares, window, cost) =
+            parallel_streams(&t, clients, Duration::from_secs(1), true).await;
+        let moved: u64 = shares.iter().sum();
+        let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
+        println!(
+            "{:<44} {:>10.1} MB/s  aggregate (each way); fairness min/max {:.2} over {:.1} s of steady state",
+            format!("{clients} clients echo streams at once"),
+            mbps(moved as usize, window),
+            lo / hi,
+            window.as_secs_f64()
+        );
+        finish(&format!("echo, {clients} streams"), cost, 2 * moved as usize, t).await;
         }
 
         // Download only: the device's service sends, the client only reads.
@@ -1219,7 +1266,8 @@ fn main() {
             FaultConfig::none(),
         )
         .await;
-        let (shares, window, cost) = parallel_streams(&t, clients, Duration::from_secs(1)).await;
+        let (shares, window, cost) =
+            parallel_streams(&t, clients, Duration::from_secs(1), false).await;
         let moved: u64 = shares.iter().sum();
         let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
         println!(
