@@ -175,7 +175,8 @@ impl Header {
     }
 }
 
-/// The 8-byte sub-header: type and `len` in one word, then the realm.
+/// The 12-byte sub-header: type and `len` in one word, the realm, then
+/// the padding word (zero).
 fn subheader(t: u8, len: u32, realm: u32) -> [u8; SUBHEADER_LEN] {
     debug_assert!(len <= MAX_LEN_FIELD, "PTCP len field overflow");
     let mut sub = [0u8; SUBHEADER_LEN];

@@ -377,7 +377,8 @@ impl PtcpSession {
 
     /// Queues a DATA body for `realm` whose payload is `payload` itself:
     /// the same bytes on the wire as `send(&Body::Data { .. })`, without
-    /// copying the payload until its datagram is built.
+    /// copying the payload until its datagram is built. As there, the
+    /// payload must fit a datagram (the `len` field has 24 bits).
     pub fn send_data(&mut self, realm: u32, payload: Bytes) {
         self.enqueue(OutBody {
             head: Body::data_head(realm, payload.len()),
