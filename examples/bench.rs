@@ -5,6 +5,8 @@
 //!   cargo run --release --example bench [-- --mb 64] [--only clients,echo]
 //!                                  (--only: raw, echo, clients, download,
 //!                                  streams, loss, latency)
+//!   ... --peer-window ignore       the tunnel does not read the device's
+//!                                  window (the default pauses on zero)
 //!   BENCH_VERBOSE=1 tools/bench    also: per client of the 32-client runs
 //!                                  (session, first byte, start, end, bytes
 //!                                  in the window), the tunnel's session
@@ -251,6 +253,10 @@ async fn start_tunnel(
         remote,
     )
     .expect("options");
+    let mut opts = opts;
+    if arg("--peer-window").as_deref() == Some("ignore") {
+        opts.target.peer_window = dhp2p::session::ptcp::PeerWindow::Ignore;
+    }
     let counters = opts.counters.clone();
     let (status_tx, mut status_rx) = mpsc::unbounded_channel();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -1302,6 +1308,23 @@ fn main() {
                 r,
                 r / base_small
             );
+            let _ = t.stop().await;
+        }
+        // The camera's case: one way, device to client, over the same link.
+        let source = source_server(small).await;
+        for (label, faults) in [
+            ("tunnel download, 1% loss each way", lossy(1.0, 0, 3)),
+            ("tunnel download, 50 ms RTT + 1% loss", lossy(1.0, 25, 4)),
+        ] {
+            let t = start_tunnel(
+                &rts,
+                Service::Forward(source.to_string()),
+                RemotePort::Port(9),
+                faults,
+            )
+            .await;
+            let r = mbps(small, download(t.addr, small).await);
+            println!("{:<44} {:>10.1} MB/s", label, r);
             let _ = t.stop().await;
         }
         }

@@ -14,7 +14,7 @@ use dhp2p::net::{wait_for_signal, ListenAddr};
 use dhp2p::session::handshake::HandshakeError;
 use dhp2p::tunnel::config::{
     defaults, loopback_options, resolve_clouds, tunnel_options, CameraConfig, CloudChoice,
-    CredentialSource, Mode,
+    CredentialSource, Mode, PeerWindowRule,
 };
 use dhp2p::tunnel::{self, PortSpec, RemotePort, Status, TunnelError, TunnelOptions};
 
@@ -52,6 +52,24 @@ impl From<ModeArg> for Mode {
             ModeArg::Auto => Mode::Auto,
             ModeArg::Direct => Mode::Direct,
             ModeArg::Relay => Mode::Relay,
+        }
+    }
+}
+
+/// `--peer-window`: what a device window of zero means to the tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerWindowArg {
+    /// No new DATA while the device's window (PTCP pid) reads zero.
+    Pause,
+    /// The window is not read, as in the original client.
+    Ignore,
+}
+
+impl From<PeerWindowArg> for PeerWindowRule {
+    fn from(a: PeerWindowArg) -> PeerWindowRule {
+        match a {
+            PeerWindowArg::Pause => PeerWindowRule::Pause,
+            PeerWindowArg::Ignore => PeerWindowRule::Ignore,
         }
     }
 }
@@ -113,6 +131,11 @@ pub struct TunnelArgs {
     /// like those set up by the DMSS app, do not need it.
     #[arg(long)]
     pub no_sign: bool,
+    /// pause: send no new data while the device says its window is full
+    /// (the PTCP pid reads zero; dhp2p's own reading of the field, see
+    /// docs/PROTOCOL.md 5.2); ignore: do not read it, as the original client.
+    #[arg(long, value_enum, default_value = "pause")]
+    pub peer_window: PeerWindowArg,
     /// Realms one device session carries before another opens (8 is a guess).
     #[arg(long, default_value_t = defaults::MAX_REALMS)]
     pub max_realms: usize,
@@ -170,6 +193,7 @@ impl TunnelArgs {
             camera.ports = self.ports.clone();
         }
         camera.sign = !self.no_sign;
+        camera.peer_window = self.peer_window.into();
         camera.max_realms = self.max_realms;
         camera.max_sessions = self.max_sessions;
         camera.idle_timeout = self.idle_timeout;
@@ -439,6 +463,8 @@ mod tests {
             "-p",
             "0.0.0.0:8080:80",
             "--no-sign",
+            "--peer-window",
+            "ignore",
             "--idle-timeout",
             "20",
             "--max-realms",
@@ -457,6 +483,7 @@ mod tests {
             mode = "relay"
             ports = ["127.0.0.1:1554:rtsp", "0.0.0.0:8080:80"]
             sign = false
+            peer_window = "ignore"
             max_realms = 4
         "#;
         let from_file = cameras_from_toml(toml).unwrap();

@@ -18,6 +18,7 @@ use crate::codec::cloud::{Dialect, HostPort};
 use crate::codec::identity::{self, CloudProfile};
 use crate::net::record::Recorder;
 use crate::session::handshake::PathMode;
+use crate::session::ptcp::PeerWindow;
 use crate::session::tunnel::TunnelConfig;
 
 /// Every default of a camera's configuration, in one place (the flags'
@@ -167,6 +168,30 @@ impl From<Mode> for PathMode {
     }
 }
 
+/// What the device's advertised window (the PTCP `pid`) means to the
+/// tunnel. Reading a zero window as "send no new DATA" is dhp2p's own
+/// reading of FIELD-NOTES C1, not something a capture shows
+/// (docs/PROTOCOL.md 5.2), so it can be turned off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerWindowRule {
+    /// No new DATA while the device's window reads zero; one probe body
+    /// when nothing is in flight.
+    #[default]
+    Pause,
+    /// The field is not read (the original client).
+    Ignore,
+}
+
+impl From<PeerWindowRule> for PeerWindow {
+    fn from(r: PeerWindowRule) -> PeerWindow {
+        match r {
+            PeerWindowRule::Pause => PeerWindow::PauseWhenClosed,
+            PeerWindowRule::Ignore => PeerWindow::Ignore,
+        }
+    }
+}
+
 /// Where the device password comes from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum CredentialSource {
@@ -279,6 +304,10 @@ pub struct CameraConfig {
     /// The sign exchange (relay lease → 0x17 → 0x19).
     #[serde(default = "yes")]
     pub sign: bool,
+    /// Whether a device window of zero pauses new DATA (`pause`) or is
+    /// not read (`ignore`).
+    #[serde(default)]
+    pub peer_window: PeerWindowRule,
     #[serde(default = "default_max_realms")]
     pub max_realms: usize,
     #[serde(default = "default_max_sessions")]
@@ -445,6 +474,7 @@ impl CameraConfig {
             mode: Mode::Auto,
             ports: default_ports(),
             sign: true,
+            peer_window: PeerWindowRule::Pause,
             max_realms: defaults::MAX_REALMS,
             max_sessions: defaults::MAX_SESSIONS,
             idle_timeout: defaults::IDLE_TIMEOUT_SECS,
@@ -512,6 +542,7 @@ impl CameraConfig {
             credentials: self.username.clone().zip(password),
             mode: self.mode.into(),
             use_sign: self.sign,
+            peer_window: self.peer_window.into(),
             idle_timeout: Duration::from_secs(self.idle_timeout),
             heartbeat: Duration::from_secs(self.heartbeat),
         }
@@ -720,8 +751,28 @@ mod tests {
         c.cloud = "127.0.0.1:9000".parse().unwrap();
         c.dialect = Some(Dialect::Sdk);
         c.ports = vec!["[::1]:1554:rtsp".parse().unwrap()];
+        c.peer_window = PeerWindowRule::Ignore;
         let text = toml::to_string(&c).unwrap();
         let back: CameraConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_peer_window_rule_reaches_every_attempts_ptcp_and_defaults_to_pause() {
+        let cloud = CloudCandidate {
+            profile: identity::resolve("127.0.0.1:9000").unwrap(),
+            addr: "127.0.0.1:9000".parse().unwrap(),
+        };
+        let mut c = CameraConfig::new("ABC123");
+        let ptcp = |c: &CameraConfig| c.target(None).handshake(&cloud).ptcp.peer_window;
+        assert_eq!(ptcp(&c), PeerWindow::PauseWhenClosed);
+        c.peer_window = PeerWindowRule::Ignore;
+        assert_eq!(ptcp(&c), PeerWindow::Ignore);
+        let bad = "[[camera]]\nserial = \"ABC123\"\npeer_window = \"sometimes\"\n";
+        let err = cameras_from_toml(bad).unwrap_err().to_string();
+        assert!(
+            err.contains("peer_window") || err.contains("sometimes"),
+            "{err}"
+        );
     }
 }

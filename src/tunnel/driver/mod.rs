@@ -27,7 +27,7 @@ use crate::net::udp::{BatchSocket, Datagrams};
 use crate::session::handshake::{
     Handshake, HandshakeConfig, HandshakeError, Lease, PathMode, Sock,
 };
-use crate::session::ptcp::PtcpConfig;
+use crate::session::ptcp::{PeerWindow, PtcpConfig};
 use crate::session::tunnel::{ClientId, TunnelConfig, TunnelSession};
 
 mod clients;
@@ -66,6 +66,8 @@ pub struct Target {
     pub mode: PathMode,
     /// The sign exchange (relay lease → 0x17 → 0x19).
     pub use_sign: bool,
+    /// What the device's advertised window means to our sender.
+    pub peer_window: PeerWindow,
     /// Silence from the device before a session is declared lost.
     pub idle_timeout: Duration,
     pub heartbeat: Duration,
@@ -82,6 +84,7 @@ impl Target {
             ptcp: PtcpConfig {
                 idle_timeout: self.idle_timeout,
                 heartbeat: Some(self.heartbeat),
+                peer_window: self.peer_window,
                 ..defaults.ptcp.clone()
             },
             ..defaults
@@ -97,6 +100,7 @@ impl std::fmt::Debug for Target {
             .field("username", &self.credentials.as_ref().map(|(u, _)| u))
             .field("mode", &self.mode)
             .field("use_sign", &self.use_sign)
+            .field("peer_window", &self.peer_window)
             .field("idle_timeout", &self.idle_timeout)
             .field("heartbeat", &self.heartbeat)
             .finish()
