@@ -819,6 +819,35 @@ async fn parallel_streams(
     (shares, took, cost)
 }
 
+/// One second of `clients` endless streams through `t` (echo: each client
+/// also writes), printed with its fairness and cost; stops `t`.
+async fn steady_streams(t: Tunnel, clients: usize, echo: bool) {
+    let (shares, window, cost) = parallel_streams(&t, clients, Duration::from_secs(1), echo).await;
+    let moved: u64 = shares.iter().sum();
+    let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
+    let (what, each_way) = if echo {
+        ("echo", " (each way)")
+    } else {
+        ("download", "")
+    };
+    println!(
+        "{:<44} {:>10.1} MB/s  aggregate{each_way}; fairness min/max {:.2} over {:.1} s of steady state",
+        format!("{clients} clients {what} streams at once"),
+        mbps(moved as usize, window),
+        lo / hi,
+        window.as_secs_f64()
+    );
+    // An echo moves each byte twice through the tunnel.
+    let moved = if echo { 2 * moved } else { moved };
+    finish(
+        &format!("{what}, {clients} streams"),
+        cost,
+        moved as usize,
+        t,
+    )
+    .await;
+}
+
 fn min_max(v: impl IntoIterator<Item = f64>) -> (f64, f64) {
     v.into_iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)))
@@ -1220,18 +1249,7 @@ fn main() {
         // clients echo without end; each one's share over one second,
         // after every client has its first bytes back.
         let t = echo_tunnel(&rts).await;
-        let (shares, window, cost) =
-            parallel_streams(&t, clients, Duration::from_secs(1), true).await;
-        let moved: u64 = shares.iter().sum();
-        let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
-        println!(
-            "{:<44} {:>10.1} MB/s  aggregate (each way); fairness min/max {:.2} over {:.1} s of steady state",
-            format!("{clients} clients echo streams at once"),
-            mbps(moved as usize, window),
-            lo / hi,
-            window.as_secs_f64()
-        );
-        finish(&format!("echo, {clients} streams"), cost, 2 * moved as usize, t).await;
+        steady_streams(t, clients, true).await;
         }
 
         // Download only: the device's service sends, the client only reads.
@@ -1272,18 +1290,7 @@ fn main() {
             FaultConfig::none(),
         )
         .await;
-        let (shares, window, cost) =
-            parallel_streams(&t, clients, Duration::from_secs(1), false).await;
-        let moved: u64 = shares.iter().sum();
-        let (lo, hi) = min_max(shares.iter().map(|&b| b as f64));
-        println!(
-            "{:<44} {:>10.1} MB/s  aggregate; fairness min/max {:.2} over {:.1} s of steady state",
-            format!("{clients} clients download streams at once"),
-            mbps(moved as usize, window),
-            lo / hi,
-            window.as_secs_f64()
-        );
-        finish(&format!("download, {clients} streams"), cost, moved as usize, t).await;
+        steady_streams(t, clients, false).await;
         }
 
         if want("loss") {
