@@ -359,6 +359,23 @@ async fn finish(label: &str, cost: Cost, moved: usize, t: Tunnel) {
     );
 }
 
+/// [`finish`] for a parallel echo run: with `BENCH_VERBOSE=1`, first each
+/// client's line and the socket drops since `drops` was read.
+async fn finish_parallel(
+    label: &str,
+    (run, each, drops): (&ParallelRun, usize, &BTreeMap<u16, u64>),
+    cost: Cost,
+    moved: usize,
+    t: Tunnel,
+) {
+    if verbose() {
+        let log = take_log();
+        print_clients(run, each, &log);
+        print_drops(drops, &t.emu, &log.tunnel_ports);
+    }
+    finish(label, cost, moved, t).await;
+}
+
 /// CPU seconds of the calling thread so far: from schedstat (ns), else
 /// from stat (10 ms ticks, too coarse for the short GSO run).
 fn thread_cpu() -> f64 {
@@ -1194,13 +1211,9 @@ fn main() {
             done_lo,
             done_hi
         );
-        if verbose() {
-            let log = take_log();
-            print_clients(&run, each, &log);
-            print_drops(&drops, &t.emu, &log.tunnel_ports);
-        }
-        finish(
+        finish_parallel(
             &format!("echo, {clients} clients"),
+            (&run, each, &drops),
             cost,
             2 * each * clients,
             t,
@@ -1232,13 +1245,9 @@ fn main() {
             done_lo,
             done_hi
         );
-        if verbose() {
-            let log = take_log();
-            print_clients(&run, each, &log);
-            print_drops(&drops, &t.emu, &log.tunnel_ports);
-        }
-        finish(
+        finish_parallel(
             &format!("echo, {clients} clients, common start"),
+            (&run, each, &drops),
             cost,
             2 * (each + 1) * clients,
             t,

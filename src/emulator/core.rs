@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use bytes_utils::SegmentedBuf;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -501,8 +503,9 @@ pub(super) struct Realm {
     /// Client bytes handed to the service's writer, not yet written.
     pub(super) unwritten: usize,
     /// Service bytes waiting for their turn in the send window (bounded by
-    /// the realm's read credit).
-    pub(super) pending: VecDeque<u8>,
+    /// the realm's read credit), cut into bodies as slices, as the tunnel
+    /// cuts its realm queues.
+    pub(super) pending: SegmentedBuf<Bytes>,
     pub(super) sha_in: Sha256,
     pub(super) sha_out: Sha256,
 }

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
+use bytes::{Buf, Bytes};
+use bytes_utils::SegmentedBuf;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
@@ -499,7 +501,7 @@ impl Emulator {
                 bytes_in: 0,
                 bytes_out: 0,
                 unwritten: 0,
-                pending: VecDeque::new(),
+                pending: SegmentedBuf::new(),
                 sha_in: Sha256::new(),
                 sha_out: Sha256::new(),
             },
@@ -589,7 +591,9 @@ impl Emulator {
             };
             r.bytes_out += bytes.len() as u64;
             r.sha_out.update(bytes);
-            r.pending.extend(bytes);
+            if !bytes.is_empty() {
+                r.pending.push(Bytes::copy_from_slice(bytes));
+            }
             Self::feed(peer);
         });
     }
@@ -607,38 +611,27 @@ impl Emulator {
                 .realms
                 .range(peer.feed_cursor.wrapping_add(1)..)
                 .chain(peer.realms.range(..=peer.feed_cursor))
-                .find(|(_, r)| !r.pending.is_empty())
+                .find(|(_, r)| r.pending.has_remaining())
                 .map(|(id, _)| *id);
             let Some(realm) = next else { return };
             peer.feed_cursor = realm;
             let Some(r) = peer.realms.get_mut(&realm) else {
                 return;
             };
-            let n = r.pending.len().min(FRAGMENT_SIZE);
-            Self::send_pending(session, &mut peer.credits, realm, r, n);
+            Self::send_pending(session, &mut peer.credits, realm, r);
         }
     }
 
-    /// Sends the first `n` pending bytes of `realm` as one DATA body and
-    /// notes when its read credit comes back.
+    /// Sends up to one body of `realm`'s pending bytes as DATA and notes
+    /// when its read credit comes back.
     fn send_pending(
         session: &mut PtcpSession,
         credits: &mut VecDeque<(u32, ConnId, usize)>,
         realm: u32,
         r: &mut Realm,
-        n: usize,
     ) {
-        let (front, back) = r.pending.as_slices();
-        let joined;
-        let payload = if front.len() >= n {
-            &front[..n]
-        } else {
-            // The queue wraps inside this body: one small copy.
-            joined = [front, &back[..n - front.len()]].concat();
-            &joined[..]
-        };
-        session.send(&Body::Data { realm, payload });
-        r.pending.drain(..n);
+        let n = r.pending.remaining().min(FRAGMENT_SIZE);
+        session.send_data(realm, r.pending.copy_to_bytes(n));
         let end = session.sent().wrapping_add(session.queued() as u32);
         credits.push_back((end, r.conn, n));
     }
@@ -662,9 +655,8 @@ impl Emulator {
                 emu.conns.remove(&conn);
                 // What the service wrote before closing goes before the DISC.
                 if let Some(session) = peer.session.as_mut() {
-                    while !r.pending.is_empty() {
-                        let n = r.pending.len().min(FRAGMENT_SIZE);
-                        Self::send_pending(session, &mut peer.credits, realm, &mut r, n);
+                    while r.pending.has_remaining() {
+                        Self::send_pending(session, &mut peer.credits, realm, &mut r);
                     }
                 }
                 Self::send_body(peer, &Body::status(realm, Status::Disc));
