@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-
-use crate::net::udp::{BatchSocket, RecvBuffers};
 use tokio::sync::{mpsc, Semaphore};
 
 use rand::Rng;
@@ -17,6 +15,7 @@ use super::{
     sock_index, unix_now, ClientState, Driver, Msg, Session, SessionId, SessionState, Status,
     TunnelError, WriteMsg, IDLE_SESSION_GRACE, MAX_QUEUED_RECEIVES,
 };
+use crate::net::udp::{BatchSocket, RecvBuffers};
 use crate::session::handshake::{
     next_cloud, unbind_request, Established, EstablishedPath, Handshake, HandshakeError,
     HandshakeEvent, Sock,
